@@ -1,0 +1,350 @@
+"""Load a project from disk: read YAML, expand `${VAR}`, validate, merge layers into entities.
+
+Layers, later winning: flow.yml (home, store, run_type, watermark) → flow `defaults` → the entity's
+item in `entities:` → flows/<flow>/entities/<entity>.yml. Errors name the file, flow, entity and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from hygge.config.expand import UnsetVariable, expand
+from hygge.config.models import (
+    EntitySettings,
+    FlowConfig,
+    ProjectConfig,
+    ResolvedEntity,
+)
+from hygge.errors import ConfigError
+
+PROJECT_FILE = "hygge.yml"
+
+
+@dataclass
+class Flow:
+    name: str
+    file: Path
+    config: FlowConfig
+    entities: list[ResolvedEntity] = field(default_factory=list)
+
+    @property
+    def concurrency(self) -> int | None:
+        return self.config.concurrency
+
+
+@dataclass
+class Project:
+    root: Path
+    config: ProjectConfig
+    flows: dict[str, Flow]
+
+    def select(self, flows: Sequence[str] = (), entities: Sequence[str] = ()) -> list[ResolvedEntity]:
+        """Entities chosen by flow names and `flow.entity` names (both empty: everything)."""
+        for name in flows:
+            if name not in self.flows:
+                raise ConfigError(
+                    f"no flow named '{name}'",
+                    hint=_did_you_mean(name, self.flows) or f"one of: {', '.join(self.flows)}",
+                    file=str(self.root / PROJECT_FILE),
+                )
+        wanted = set(entities)
+        for item in wanted:
+            flow_name, _, entity_name = item.partition(".")
+            flow = self.flows.get(flow_name)
+            if flow is None or entity_name not in {e.name for e in flow.entities}:
+                raise ConfigError(
+                    f"no entity '{item}' (write it as flow.entity)",
+                    hint=_did_you_mean(
+                        item, [f"{f.name}.{e.name}" for f in self.flows.values() for e in f.entities]
+                    ),
+                    file=str(self.root / PROJECT_FILE),
+                )
+        chosen: list[ResolvedEntity] = []
+        for flow in self.flows.values():
+            for entity in flow.entities:
+                if (not flows and not wanted) or flow.name in flows or f"{flow.name}.{entity.name}" in wanted:
+                    chosen.append(entity)
+        return chosen
+
+
+def find_project_root(start: Path) -> Path:
+    for candidate in [start, *start.parents]:
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise ConfigError(
+        f"no {PROJECT_FILE} in {start} or any parent folder",
+        hint="run `hygge init <dir>` or pass --project",
+    )
+
+
+def load_project(
+    root: Path | str,
+    *,
+    variables: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Project:
+    """Read and validate the whole project; `variables` are `flow.<f>.<key>` overrides."""
+    root = Path(root).resolve()
+    if not (root / PROJECT_FILE).is_file():
+        root = find_project_root(root)
+    env = os.environ if env is None else env
+    project_file = root / PROJECT_FILE
+    project = _validate(ProjectConfig, _read_yaml(project_file, env), project_file)
+    overrides = _flow_overrides(variables or {}, project_file)
+    flows_dir = root / project.flows_dir
+    flows: dict[str, Flow] = {}
+    if flows_dir.is_dir():
+        for flow_file in sorted(flows_dir.glob("*/flow.yml")):
+            name = flow_file.parent.name
+            raw = _read_yaml(flow_file, env)
+            for key, value in overrides.pop(name, {}).items():
+                _set_path(raw, key, value)
+            flow = Flow(name, flow_file, _validate(FlowConfig, raw, flow_file, flow=name))
+            flow.entities = _resolve_entities(flow, project, env)
+            flows[name] = flow
+    if overrides:
+        unknown = next(iter(overrides))
+        raise ConfigError(
+            f"--var names flow '{unknown}', which does not exist",
+            hint=_did_you_mean(unknown, flows) or f"one of: {', '.join(flows) or '(no flows)'}",
+            file=str(project_file),
+        )
+    return Project(root=root, config=project, flows=flows)
+
+
+def _resolve_entities(flow: Flow, project: ProjectConfig, env: Mapping[str, str]) -> list[ResolvedEntity]:
+    layers: dict[str, list[tuple[Path, EntitySettings]]] = {}
+    order: list[str] = []
+
+    def add(name: str, file: Path, settings: EntitySettings) -> None:
+        if name not in layers:
+            layers[name] = []
+            order.append(name)
+        layers[name].append((file, settings))
+
+    for index, item in enumerate(flow.config.entities):
+        settings = EntitySettings(name=item) if isinstance(item, str) else item
+        if not settings.name:
+            raise ConfigError(
+                "an entity in `entities:` has no name",
+                hint="give it `name:`",
+                file=str(flow.file),
+                flow=flow.name,
+                field=f"entities[{index}]",
+            )
+        add(settings.name, flow.file, settings)
+    entity_dir = flow.file.parent / "entities"
+    if entity_dir.is_dir():
+        for entity_file in sorted([*entity_dir.glob("*.yml"), *entity_dir.glob("*.yaml")]):
+            raw = _read_yaml(entity_file, env) or {}
+            settings = _validate(EntitySettings, raw, entity_file, flow=flow.name, entity=entity_file.stem)
+            add(settings.name or entity_file.stem, entity_file, settings)
+
+    resolved = []
+    for name in order:
+        file, merged = _merge(flow, name, layers[name])
+        if not merged.pop("enabled", True):
+            continue
+        if merged["home"].get("type") == "sql" and "connection" in merged["home"]:
+            connection = merged["home"]["connection"]
+            if connection not in project.connections:
+                raise ConfigError(
+                    f"unknown connection '{connection}'",
+                    hint=_did_you_mean(connection, project.connections)
+                    or "define it under `connections:` in hygge.yml",
+                    file=str(file),
+                    flow=flow.name,
+                    entity=name,
+                    field="home.connection",
+                )
+        resolved.append(
+            _validate(ResolvedEntity, merged, file, flow=flow.name, entity=name, strip_prefix=True)
+        )
+    return resolved
+
+
+def _merge(flow: Flow, name: str, layers: list[tuple[Path, EntitySettings]]) -> tuple[Path, dict]:
+    cfg = flow.config
+    merged: dict[str, Any] = {
+        "flow": flow.name,
+        "name": name,
+        "home": dict(cfg.home),
+        "store": dict(cfg.store),
+        "run_type": cfg.run_type,
+        "watermark": cfg.watermark.model_dump() if cfg.watermark else None,
+        "columns": {},
+        "enabled": True,
+    }
+    last_file = flow.file
+    for settings in [cfg.defaults, *[s for _, s in layers]]:
+        data = settings.model_dump(exclude_unset=True, by_alias=True)
+        data.pop("name", None)
+        for key, value in data.items():
+            if key in ("home", "store", "columns"):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    for file, _ in layers:
+        last_file = file
+    merged["file"] = str(last_file)
+    return last_file, merged
+
+
+def _read_yaml(path: Path, env: Mapping[str, str]) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"invalid YAML{where}: {problem}", hint="check indentation and quoting", file=str(path)
+        ) from None
+    try:
+        return expand(data if data is not None else {}, env)
+    except UnsetVariable as exc:
+        raise ConfigError(
+            f"environment variable {exc.name} is not set",
+            hint=f"export {exc.name}=..., or write ${{{exc.name}:-default}}",
+            file=str(path),
+            field=exc.path or None,
+        ) from None
+
+
+def _validate(
+    model: type[BaseModel],
+    data: Any,
+    file: Path,
+    *,
+    flow: str | None = None,
+    entity: str | None = None,
+    strip_prefix: bool = False,
+) -> Any:
+    try:
+        return TypeAdapter(model).validate_python(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(p) for p in error["loc"]]
+        # Discriminated unions put the tag (e.g. 'sql') into the location; it is not a key.
+        if len(loc) >= 2 and loc[0] in ("home", "store") and isinstance(data, dict):
+            tag = str((data.get(loc[0]) or {}).get("type"))
+            if loc[1] == tag:
+                loc.pop(1)
+        key = ".".join(loc)
+        message, hint = _describe(error, model, data, loc)
+        raise ConfigError(
+            message, hint=hint, file=str(file), flow=flow, entity=entity, field=key or None
+        ) from None
+
+
+def _describe(
+    error: Mapping[str, Any], model: type[BaseModel], data: Any, loc: list[str]
+) -> tuple[str, str | None]:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(model, data, loc[:-1])
+        suggestion = _did_you_mean(loc[-1], known)
+        return f"unknown key '{loc[-1]}'", suggestion or (
+            f"allowed keys: {', '.join(sorted(known))}" if known else None
+        )
+    if kind == "missing":
+        return "is required but missing", None
+    if kind in ("union_tag_invalid", "literal_error"):
+        expected = error.get("ctx", {}).get("expected_tags") or error.get("ctx", {}).get("expected")
+        return f"{error['msg']}", f"use one of {expected}" if expected else None
+    if kind == "union_tag_not_found":
+        return "has no `type`", "set `type:` (for a home: sql or parquet; for a store: parquet or delta)"
+    return error["msg"].removeprefix("Value error, "), None
+
+
+def _known_keys(model: type[BaseModel], data: Any, loc: list[str]) -> list[str]:
+    """The field names allowed at `loc` inside `model`, for did-you-mean suggestions."""
+    from hygge.config import models
+
+    current: Any = model
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit():
+            node = node[int(part)]
+        if part.isdigit() or current is None:
+            continue
+        fld = getattr(current, "model_fields", {}).get(part)
+        if fld is None:
+            current = None
+            continue
+        if part in ("home", "store") and isinstance(node, dict):
+            table = {
+                ("home", "sql"): models.SqlHomeConfig,
+                ("home", "parquet"): models.ParquetHomeConfig,
+                ("store", "parquet"): models.ParquetStoreConfig,
+                ("store", "delta"): models.DeltaStoreConfig,
+            }
+            current = table.get((part, str(node.get("type"))))
+            continue
+        current = _model_in(fld.annotation)
+    if current is None or not hasattr(current, "model_fields"):
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(word: str, choices: Any) -> str | None:
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{matches[0]}'?" if matches else None
+
+
+def _flow_overrides(variables: Mapping[str, Any], project_file: Path) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {}
+    for key, value in variables.items():
+        parts = key.split(".", 2)
+        if len(parts) != 3 or parts[0] != "flow":
+            raise ConfigError(
+                f"--var '{key}' must look like flow.<flow>.<key>=value",
+                hint="e.g. --var flow.sales.run_type=incremental",
+                file=str(project_file),
+            )
+        result.setdefault(parts[1], {})[parts[2]] = value
+    return result
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def parse_var(text: str) -> tuple[str, Any]:
+    """`flow.f.key=value` → (key, value); the value keeps its YAML type (1 → int, true → bool)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--var '{text}' must look like flow.<flow>.<key>=value")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value

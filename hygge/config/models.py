@@ -1,0 +1,175 @@
+"""Pydantic models of a hygge project: hygge.yml, flows/<flow>/flow.yml and entities/*.yml.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+RunType = Literal["full_drop", "incremental"]
+Dialect = Literal["mssql", "postgres", "mysql", "sqlite"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ConnectionConfig(Strict):
+    """A database connection: either a full `url` or its parts. Secrets stay SecretStr."""
+
+    type: Dialect
+    url: SecretStr | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    path: str | None = Field(default=None, description="SQLite database file")
+    encrypt: bool = True
+    trust_server_certificate: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConnectionConfig:
+        if self.url is None:
+            if self.type == "sqlite" and not self.path:
+                raise ValueError("a sqlite connection needs `path` (or `url`)")
+            if self.type != "sqlite" and not (self.host and self.database):
+                raise ValueError("needs `url`, or `host` and `database`")
+        return self
+
+
+class Options(Strict):
+    concurrency: int = Field(default=4, ge=1, le=256)
+    continue_on_error: bool = True
+
+
+class JournalConfig(Strict):
+    path: str | None = Field(
+        default=None, description="Folder of the journal; default <store root>/.hygge_journal"
+    )
+
+
+class ProjectConfig(Strict):
+    """hygge.yml"""
+
+    name: str
+    flows_dir: str = "flows"
+    options: Options = Field(default_factory=Options)
+    connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
+
+
+class SqlHomeConfig(Strict):
+    type: Literal["sql"]
+    connection: str
+    db_schema: str | None = Field(default=None, alias="schema")
+    batch_size: int = Field(default=200_000, ge=1)
+    partition_on: str | None = None
+    partition_num: int | None = Field(default=None, ge=2)
+
+
+class ParquetHomeConfig(Strict):
+    type: Literal["parquet"]
+    path: str = Field(description="Folder holding one sub-folder or file per entity")
+    batch_size: int = Field(default=200_000, ge=1)
+
+
+HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig, Field(discriminator="type")]
+
+
+class ParquetStoreConfig(Strict):
+    type: Literal["parquet"]
+    path: str
+    compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
+    row_group_rows: int = Field(default=1_000_000, ge=1)
+    file_rows: int = Field(default=10_000_000, ge=1)
+
+
+class DeltaStoreConfig(Strict):
+    type: Literal["delta"]
+    path: str
+
+
+StoreConfig = Annotated[ParquetStoreConfig | DeltaStoreConfig, Field(discriminator="type")]
+
+
+class WatermarkConfig(Strict):
+    primary_key: list[str] = Field(default_factory=list)
+    watermark_column: str | None = None
+    lookback: float | None = Field(
+        default=None,
+        ge=0,
+        description="Re-read this much below the previous maximum (seconds for date/time columns, "
+        "units for numbers) to catch rows that commit late; needs primary_key.",
+    )
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _lookback_needs_key(self) -> WatermarkConfig:
+        if self.lookback and not self.primary_key:
+            raise ValueError("lookback re-reads rows, so it needs primary_key to merge them")
+        return self
+
+
+class EntitySettings(Strict):
+    """What an entity may set; flow `defaults`, entity list items and entity files share it."""
+
+    name: str | None = None
+    table: str | None = None
+    query: str | None = None
+    path: str | None = None
+    run_type: RunType | None = None
+    watermark: WatermarkConfig | None = None
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Arrow type per column, e.g. decimal(38,18)"
+    )
+    home: dict[str, Any] = Field(default_factory=dict)
+    store: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class FlowConfig(Strict):
+    """flows/<flow>/flow.yml"""
+
+    home: dict[str, Any]
+    store: dict[str, Any]
+    run_type: RunType = "full_drop"
+    watermark: WatermarkConfig | None = None
+    defaults: EntitySettings = Field(default_factory=EntitySettings)
+    entities: list[str | EntitySettings] = Field(default_factory=list)
+    concurrency: int | None = Field(default=None, ge=1, le=256)
+
+
+class ResolvedEntity(Strict):
+    """One entity with every layer merged: what the runner needs and nothing else."""
+
+    flow: str
+    name: str
+    home: HomeConfig
+    store: StoreConfig
+    run_type: RunType
+    watermark: WatermarkConfig | None = None
+    table: str | None = None
+    query: str | None = None
+    path: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    file: str = Field(description="the file that defined this entity, for messages")
+
+    @model_validator(mode="after")
+    def _source_is_clear(self) -> ResolvedEntity:
+        if self.table and self.query:
+            raise ValueError("set `table` or `query`, not both")
+        if self.run_type == "incremental" and not (self.watermark and self.watermark.watermark_column):
+            raise ValueError(
+                "run_type incremental needs watermark.watermark_column (or use run_type: full_drop)"
+            )
+        return self

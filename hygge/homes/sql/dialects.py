@@ -1,0 +1,169 @@
+"""Per-dialect SQL text: identifier quoting, catalog queries, lossless casts and watermark literals.
+
+Identifiers are always quoted (brackets for T-SQL, double quotes for PostgreSQL and SQLite, backticks
+for MySQL) with the closing quote doubled, so odd names and injection attempts stay inert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hygge.typemap import Mapped
+from hygge.watermark import WatermarkValue
+
+
+def _string_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    open_quote: str
+    close_quote: str
+    default_schema: str | None
+
+    def quote(self, identifier: str) -> str:
+        return self.open_quote + identifier.replace(self.close_quote, self.close_quote * 2) + self.close_quote
+
+    def table(self, schema: str | None, table: str) -> str:
+        if schema:
+            return f"{self.quote(schema)}.{self.quote(table)}"
+        return self.quote(table)
+
+    def string(self, text: str) -> str:
+        return _string_literal(text)
+
+    # --- catalog -------------------------------------------------------------------------------
+    def catalog_query(self, schema: str | None, table: str) -> str:
+        raise NotImplementedError
+
+    # --- select list ---------------------------------------------------------------------------
+    def select_expression(self, column: Mapped) -> str:
+        q = self.quote(column.name)
+        if column.fetch == "text":
+            return f"{self.text_cast(q)} AS {q}"
+        if column.fetch == "money":
+            return f"{self.money_cast(q)} AS {q}"
+        return q
+
+    def text_cast(self, expression: str) -> str:
+        return f"CAST({expression} AS TEXT)"
+
+    def money_cast(self, expression: str) -> str:
+        return f"CAST({expression} AS DECIMAL(19,4))"
+
+    # --- watermark literals --------------------------------------------------------------------
+    def literal(self, value: WatermarkValue, kind: str) -> str:
+        if kind == "int":
+            return str(int(value))  # type: ignore[arg-type]
+        if kind == "decimal":
+            return format(Decimal(value), "f")  # type: ignore[arg-type]
+        if kind == "date":
+            return self.date_literal(value)  # type: ignore[arg-type]
+        if kind == "datetime":
+            return self.datetime_literal(value)  # type: ignore[arg-type]
+        if kind == "datetime_tz":
+            return self.datetime_tz_literal(value)  # type: ignore[arg-type]
+        return self.string(str(value))
+
+    def date_literal(self, value: dt.date) -> str:
+        return f"DATE {_string_literal(value.isoformat())}"
+
+    def datetime_literal(self, value: dt.datetime) -> str:
+        return f"TIMESTAMP {_string_literal(value.isoformat(sep=' ', timespec='microseconds'))}"
+
+    def datetime_tz_literal(self, value: dt.datetime) -> str:
+        text = value.astimezone(dt.UTC).isoformat(sep=" ", timespec="microseconds")
+        return f"TIMESTAMPTZ {_string_literal(text)}"
+
+
+class Postgres(Dialect):
+    def catalog_query(self, schema: str | None, table: str) -> str:
+        return (
+            "SELECT column_name::text AS name, data_type::text AS data_type, "
+            "numeric_precision::int4 AS precision, numeric_scale::int4 AS scale, "
+            "(is_nullable = 'YES') AS nullable "
+            "FROM information_schema.columns "
+            f"WHERE table_schema = {self.string(schema or 'public')} AND table_name = {self.string(table)} "
+            "ORDER BY ordinal_position"
+        )
+
+    def money_cast(self, expression: str) -> str:
+        return f"CAST({expression} AS NUMERIC(19,2))"
+
+
+class SqlServer(Dialect):
+    def string(self, text: str) -> str:
+        return "N" + _string_literal(text)
+
+    def catalog_query(self, schema: str | None, table: str) -> str:
+        return (
+            "SELECT COLUMN_NAME AS name, DATA_TYPE AS data_type, "
+            "CAST(NUMERIC_PRECISION AS int) AS precision, CAST(NUMERIC_SCALE AS int) AS scale, "
+            "CAST(CASE WHEN IS_NULLABLE = 'YES' THEN 1 ELSE 0 END AS bit) AS nullable "
+            "FROM INFORMATION_SCHEMA.COLUMNS "
+            f"WHERE TABLE_SCHEMA = {self.string(schema or 'dbo')} AND TABLE_NAME = {self.string(table)} "
+            "ORDER BY ORDINAL_POSITION"
+        )
+
+    def text_cast(self, expression: str) -> str:
+        return f"CONVERT(NVARCHAR(MAX), {expression})"
+
+    def date_literal(self, value: dt.date) -> str:
+        return f"CAST({self.string(value.isoformat())} AS DATE)"
+
+    def datetime_literal(self, value: dt.datetime) -> str:
+        return f"CAST({self.string(value.isoformat(timespec='microseconds'))} AS DATETIME2(7))"
+
+    def datetime_tz_literal(self, value: dt.datetime) -> str:
+        text = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+        return f"CAST({self.string(text)} AS DATETIMEOFFSET(7))"
+
+
+class MySql(Dialect):
+    def catalog_query(self, schema: str | None, table: str) -> str:
+        where_schema = self.string(schema) if schema else "DATABASE()"
+        return (
+            "SELECT COLUMN_NAME AS name, "
+            "CONCAT(DATA_TYPE, IF(COLUMN_TYPE LIKE '%unsigned%', ' unsigned', '')) AS data_type, "
+            "CAST(NUMERIC_PRECISION AS SIGNED) AS `precision`, CAST(NUMERIC_SCALE AS SIGNED) AS scale, "
+            "IS_NULLABLE = 'YES' AS nullable "
+            "FROM information_schema.columns "
+            f"WHERE table_schema = {where_schema} AND table_name = {self.string(table)} "
+            "ORDER BY ordinal_position"
+        )
+
+    def text_cast(self, expression: str) -> str:
+        return f"CAST({expression} AS CHAR)"
+
+    def datetime_tz_literal(self, value: dt.datetime) -> str:
+        text = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return f"TIMESTAMP {_string_literal(text)}"
+
+
+class Sqlite(Dialect):
+    """SQLite compares dates and times as text, so literals are floored to the second.
+
+    A stored '...10:00:00.5' sorts below '...10:00:00.500000'; a floored bound re-reads at most one
+    second of rows, which the runner removes again, and never skips one.
+    """
+
+    def date_literal(self, value: dt.date) -> str:
+        return _string_literal(value.isoformat())
+
+    def datetime_literal(self, value: dt.datetime) -> str:
+        return _string_literal(value.replace(microsecond=0).isoformat(sep=" "))
+
+    def datetime_tz_literal(self, value: dt.datetime) -> str:
+        return self.datetime_literal(value.astimezone(dt.UTC).replace(tzinfo=None))
+
+
+DIALECTS: dict[str, Dialect] = {
+    "postgres": Postgres("postgres", '"', '"', "public"),
+    "mssql": SqlServer("mssql", "[", "]", "dbo"),
+    "mysql": MySql("mysql", "`", "`", None),
+    "sqlite": Sqlite("sqlite", '"', '"', None),
+}

@@ -1,0 +1,227 @@
+"""SQL home: pins the schema from the catalog, then streams with connectorx `arrow_stream`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from hygge.config.models import ConnectionConfig, ResolvedEntity, SqlHomeConfig
+from hygge.errors import SourceError
+from hygge.homes.base import Bound
+from hygge.homes.sql import connection as conns
+from hygge.homes.sql.dialects import DIALECTS, Dialect
+from hygge.redact import redact
+from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type
+
+
+def _connectorx():
+    # Imported lazily: `import hygge` must work (and stay fast) without any database driver.
+    import connectorx
+
+    return connectorx
+
+
+class SqlHome:
+    def __init__(self, entity: ResolvedEntity, conn: ConnectionConfig, project_root: Path | None = None):
+        assert isinstance(entity.home, SqlHomeConfig)
+        self.entity = entity
+        self.config: SqlHomeConfig = entity.home
+        self.conn = conn
+        self.dialect: Dialect = DIALECTS[conn.type]
+        self._url = conns.connectorx_url(conn, project_root)
+        self._secrets = conns.secrets_of(conn)
+        self._project_root = project_root
+        self.query = entity.query
+        self.db_schema, self.table = self._split_table(
+            entity.table or (None if entity.query else entity.name)
+        )
+        self._columns: list[Mapped] | None = None
+
+    def _split_table(self, table: str | None) -> tuple[str | None, str | None]:
+        if table is None:
+            return self.config.db_schema, None
+        if self.config.db_schema is None and "." in table:
+            schema, _, name = table.partition(".")
+            return schema, name
+        return self.config.db_schema, table
+
+    # --- public --------------------------------------------------------------------------------
+    def describe(self) -> str:
+        what = f"query of {len(self.query)} characters" if self.query else self.source_name()
+        return f"{conns.describe(self.conn)} {what}"
+
+    def source_name(self) -> str:
+        if self.query:
+            return "(query)"
+        return f"{self.db_schema}.{self.table}" if self.db_schema else str(self.table)
+
+    def columns(self) -> list[Mapped]:
+        if self._columns is None:
+            mapped = self._catalog_columns() if self.table else self._query_columns()
+            self._columns = self._apply_overrides(mapped)
+        return self._columns
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns()])
+
+    def select_sql(self, bound: Bound | None = None) -> str:
+        columns = self.columns()
+        select = ", ".join(self.dialect.select_expression(c) for c in columns)
+        if self.table:
+            source = self.dialect.table(self.db_schema, self.table)
+        else:
+            source = f"({self.query}) AS {self.dialect.quote('hygge_q')}"
+        sql = f"SELECT {select} FROM {source}"
+        if bound is not None:
+            literal = self.dialect.literal(bound.value, bound.kind)
+            sql += f" WHERE {self.dialect.quote(bound.column)} >= {literal}"
+        return sql
+
+    def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
+        schema = self.schema()
+        sql = self.select_sql(bound)
+        kwargs: dict = {"return_type": "arrow_stream", "batch_size": self.config.batch_size}
+        if self.config.partition_on:
+            kwargs["partition_on"] = self.config.partition_on
+            kwargs["partition_num"] = self.config.partition_num or 2
+        raw = self._run(lambda: _connectorx().read_sql(self._url, sql, **kwargs))
+        return pa.RecordBatchReader.from_batches(schema, self._cast(raw, schema))
+
+    # --- internals -----------------------------------------------------------------------------
+    def _cast(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        batches = iter(reader)
+        while True:
+            batch = self._run(lambda: next(batches, None))
+            if batch is None:
+                return
+            if batch.num_rows:
+                yield cast_batch(batch, schema)
+
+    def _run(self, call):
+        """Run a driver call, turning driver failures (including Rust panics) into SourceError."""
+        try:
+            return call()
+        except SourceError:
+            raise
+        except BaseException as exc:  # connectorx panics raise PanicException, a BaseException
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise self._source_error(exc) from None
+
+    def _source_error(self, exc: BaseException) -> SourceError:
+        text = redact(str(exc).split("\n\nStack backtrace")[0].strip(), self._secrets)
+        first = text.splitlines()[0] if text else type(exc).__name__
+        transient = any(
+            word in text.lower()
+            for word in (
+                "connection refused",
+                "timed out",
+                "timeout",
+                "connection reset",
+                "broken pipe",
+                "terminating connection",
+                "server closed the connection",
+                "could not connect",
+            )
+        )
+        return SourceError(
+            f"reading {self.source_name()} from {conns.describe(self.conn)} failed: {first[:500]}",
+            hint="check the connection and that the table and columns exist"
+            if not transient
+            else "the source could not be reached; hygge retries transient failures",
+            transient=transient,
+            flow=self.entity.flow,
+            entity=self.entity.name,
+        )
+
+    def _catalog_columns(self) -> list[Mapped]:
+        assert self.table is not None
+        if self.conn.type == "sqlite":
+            rows = self._sqlite_catalog()
+        else:
+            sql = self.dialect.catalog_query(self.db_schema, self.table)
+            table = self._run(lambda: _connectorx().read_sql(self._url, sql, return_type="arrow"))
+            rows = [
+                SourceColumn(r["name"], r["data_type"], r["precision"], r["scale"], bool(r["nullable"]))
+                for r in table.to_pylist()
+            ]
+        if not rows:
+            raise SourceError(
+                f"table {self.source_name()} was not found in {conns.describe(self.conn)}",
+                hint="check `table:` and `schema:` (names are matched exactly, case included)",
+                flow=self.entity.flow,
+                entity=self.entity.name,
+                field="table",
+            )
+        return [self._map(col) for col in rows]
+
+    def _sqlite_catalog(self) -> list[SourceColumn]:
+        # connectorx cannot type SQLite's pragma output (NULL defaults), so the stdlib reads the catalog.
+        path = conns.sqlite_path(self.conn, self._project_root)
+        if not path.is_file():
+            raise SourceError(
+                f"SQLite database {path} does not exist",
+                hint="check the connection's `path`",
+                flow=self.entity.flow,
+                entity=self.entity.name,
+                field="home.connection",
+            )
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            schema = self.db_schema or "main"
+            rows = db.execute(
+                f'SELECT name, type, "notnull" FROM {self.dialect.quote(schema)}.pragma_table_info(?)',
+                (self.table,),
+            ).fetchall()
+        return [SourceColumn(name, declared or "", nullable=not notnull) for name, declared, notnull in rows]
+
+    def _map(self, col: SourceColumn) -> Mapped:
+        try:
+            return map_column(self.conn.type, col)
+        except SourceError as exc:
+            raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
+
+    def _query_columns(self) -> list[Mapped]:
+        """A query has no catalog entry: take the driver's result types, refined by `columns:`."""
+        sql = f"SELECT * FROM ({self.query}) AS {self.dialect.quote('hygge_q')} WHERE 1 = 0"
+        reader = self._run(lambda: _connectorx().read_sql(self._url, sql, return_type="arrow_stream"))
+        mapped = []
+        for fld in reader.schema:
+            arrow = fld.type
+            if pa.types.is_large_binary(arrow):
+                arrow = pa.binary()
+            elif pa.types.is_large_string(arrow):
+                arrow = pa.string()
+            mapped.append(Mapped(fld.name, arrow))
+        return mapped
+
+    def _apply_overrides(self, mapped: list[Mapped]) -> list[Mapped]:
+        if not self.entity.columns:
+            return mapped
+        names = {m.name for m in mapped}
+        for name in self.entity.columns:
+            if name not in names:
+                raise SourceError(
+                    f"`columns:` names '{name}', which the source does not have",
+                    hint=f"use one of: {', '.join(sorted(names))}",
+                    flow=self.entity.flow,
+                    entity=self.entity.name,
+                    field=f"columns.{name}",
+                )
+        result = []
+        for m in mapped:
+            text = self.entity.columns.get(m.name)
+            if text is None:
+                result.append(m)
+                continue
+            try:
+                arrow = parse_arrow_type(text)
+            except ValueError as exc:
+                raise SourceError(
+                    str(exc), flow=self.entity.flow, entity=self.entity.name, field=f"columns.{m.name}"
+                ) from None
+            fetch = "text" if pa.types.is_decimal(arrow) else m.fetch
+            result.append(Mapped(m.name, arrow, fetch))
+        return result

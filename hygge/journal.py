@@ -1,0 +1,234 @@
+"""The journal: a durable record of every entity run and the only source of watermarks.
+
+Layout under its folder (by default `<store root>/.hygge_journal/`):
+- `runs/<entity_run_id>.parquet`: one object per entity run, written with put-if-absent, so any number
+  of processes (or machines, once the folder is remote) append without a read-modify-write race;
+- `journal.parquet`: the compacted snapshot; compaction holds a lease (`_compact.lease`), writes the
+  new snapshot atomically, and only then deletes the run objects it folded in.
+Readers list run objects before reading the snapshot, so a concurrent compaction never hides a row.
+A failed write raises JournalError: it is never swallowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hygge.errors import JournalError
+from hygge.storage import AlreadyExistsError, NotFoundError, Storage
+
+SNAPSHOT = "journal.parquet"
+RUNS = "runs"
+LEASE = "_compact.lease"
+LEASE_SECONDS = 300
+
+UTC = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema(
+    [
+        ("entity_run_id", pa.string()),
+        ("coordinator_run_id", pa.string()),
+        ("flow_run_id", pa.string()),
+        ("coordinator", pa.string()),
+        ("flow", pa.string()),
+        ("entity", pa.string()),
+        ("start_time", UTC),
+        ("finish_time", UTC),
+        ("status", pa.string()),
+        ("run_type", pa.string()),
+        ("row_count", pa.int64()),
+        ("duration", pa.float64()),
+        ("primary_key", pa.string()),
+        ("watermark_column", pa.string()),
+        ("watermark_type", pa.string()),
+        ("watermark", pa.string()),
+        ("message", pa.string()),
+        ("schema_version", pa.string()),
+        # Added by this generation (extend, never rename):
+        ("previous_watermark", pa.string()),
+        ("home", pa.string()),
+        ("store", pa.string()),
+        ("store_commit", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Entry:
+    """One row of the journal."""
+
+    entity_run_id: str
+    coordinator_run_id: str
+    flow_run_id: str
+    coordinator: str
+    flow: str
+    entity: str
+    start_time: dt.datetime
+    finish_time: dt.datetime
+    status: str  # success | fail | skip
+    run_type: str
+    row_count: int | None = None
+    duration: float | None = None
+    primary_key: str | None = None
+    watermark_column: str | None = None
+    watermark_type: str | None = None
+    watermark: str | None = None
+    message: str | None = None
+    schema_version: str | None = None
+    previous_watermark: str | None = None
+    home: str | None = None
+    store: str | None = None
+    store_commit: str | None = None
+
+    def to_table(self) -> pa.Table:
+        return pa.Table.from_pylist([asdict(self)], schema=SCHEMA)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Journal:
+    def __init__(self, location: Storage):
+        self.location = location
+
+    def describe(self) -> str:
+        return f"journal {self.location.uri}"
+
+    # --- writing -------------------------------------------------------------------------------
+    def record(self, entry: Entry) -> None:
+        sink = io.BytesIO()
+        pq.write_table(entry.to_table(), sink)
+        try:
+            self.location.put(f"{RUNS}/{entry.entity_run_id}.parquet", sink.getvalue(), create_only=True)
+        except AlreadyExistsError:
+            raise JournalError(
+                f"entity run {entry.entity_run_id} is already in the journal",
+                hint="entity run ids are unique; this is a bug worth reporting",
+                flow=entry.flow,
+                entity=entry.entity,
+            ) from None
+        except Exception as exc:
+            raise JournalError(
+                f"could not record the run in {self.describe()}: {exc}",
+                hint="check that the journal folder is writable; the run's data is committed and "
+                "the next run will record it from the store",
+                flow=entry.flow,
+                entity=entry.entity,
+                transient=True,
+            ) from exc
+
+    # --- reading -------------------------------------------------------------------------------
+    def _run_paths(self) -> list[str]:
+        return [o["path"] for o in self.location.list(RUNS) if o["path"].endswith(".parquet")]
+
+    def read(self) -> pa.Table:
+        tables = []
+        for path in self._run_paths():
+            try:
+                tables.append(pq.read_table(io.BytesIO(self.location.get(path))))
+            except (NotFoundError, FileNotFoundError):
+                continue  # folded into the snapshot read below
+        try:
+            tables.insert(0, pq.read_table(io.BytesIO(self.location.get(SNAPSHOT))))
+        except (NotFoundError, FileNotFoundError):
+            pass
+        if not tables:
+            return SCHEMA.empty_table()
+        table = pa.concat_tables([_conform(t) for t in tables])
+        return _unique(table)
+
+    def entries(self, flow: str | None = None, entity: str | None = None) -> list[Entry]:
+        table = self.read()
+        if flow is not None:
+            table = table.filter(pc.field("flow") == flow)
+        if entity is not None:
+            table = table.filter(pc.field("entity") == entity)
+        table = table.sort_by([("start_time", "ascending"), ("finish_time", "ascending")])
+        return [Entry(**row) for row in table.to_pylist()]
+
+    def last_success(self, flow: str, entity: str) -> Entry | None:
+        runs = [e for e in self.entries(flow, entity) if e.status == "success"]
+        return max(runs, key=lambda e: (e.finish_time, e.start_time)) if runs else None
+
+    def has(self, entity_run_id: str) -> bool:
+        if self.location.exists(f"{RUNS}/{entity_run_id}.parquet"):
+            return True
+        table = self.read()
+        return bool(pc.any(pc.equal(table.column("entity_run_id"), entity_run_id)).as_py())
+
+    # --- compaction ----------------------------------------------------------------------------
+    def compact(self) -> int:
+        """Fold run objects into the snapshot; returns how many were folded (0 if another holds the lease)."""
+        if not self._take_lease():
+            return 0
+        try:
+            paths = self._run_paths()
+            if not paths:
+                return 0
+            table = self.read()
+            sink = io.BytesIO()
+            pq.write_table(table, sink, compression="zstd")
+            self.location.put(SNAPSHOT, sink.getvalue())
+            for path in paths:
+                self.location.delete(path)
+            return len(paths)
+        except Exception as exc:
+            raise JournalError(f"compacting {self.describe()} failed: {exc}", transient=True) from exc
+        finally:
+            self.location.delete(LEASE)
+
+    def _take_lease(self) -> bool:
+        lease = json.dumps(
+            {"owner": f"{socket.gethostname()}:{os.getpid()}", "expires": time.time() + LEASE_SECONDS}
+        ).encode()
+        for _ in range(2):
+            try:
+                self.location.put(LEASE, lease, create_only=True)
+                return True
+            except AlreadyExistsError:
+                try:
+                    held = json.loads(self.location.get(LEASE))
+                except (NotFoundError, FileNotFoundError, ValueError):
+                    continue
+                if held.get("expires", 0) > time.time():
+                    return False
+                self.location.delete(LEASE)  # expired: its holder died
+        return False
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """Older snapshots may lack columns added since; fill them with nulls."""
+    columns = []
+    for field in SCHEMA:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _unique(table: pa.Table) -> pa.Table:
+    """One row per entity_run_id (a run object and the snapshot may both hold it for a moment)."""
+    if table.num_rows < 2:
+        return table
+    ids = table.column("entity_run_id").to_pylist()
+    seen: set[str] = set()
+    keep = []
+    for index, value in enumerate(ids):
+        if value not in seen:
+            seen.add(value)
+            keep.append(index)
+    return table.take(keep) if len(keep) != len(ids) else table
+
+
+FIELD_NAMES = [f.name for f in fields(Entry)]

@@ -1,0 +1,314 @@
+"""Land one entity: pin the schema, read from the watermark, write through the store, journal it.
+
+Order is what makes reruns exact: the store commits first (tagged with the entity run id), then the
+journal records the run and its new watermark. If a crash falls between the two, the next run finds
+the store's last commit missing from the journal and records it (watermark = max landed) before
+reading on, so nothing is read twice into an append-only store and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hygge import watermark as wm
+from hygge.config.loader import Project
+from hygge.config.models import ResolvedEntity, SqlHomeConfig
+from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
+from hygge.homes import Bound, make_home
+from hygge.journal import Entry, Journal, new_id
+from hygge.storage import Storage
+from hygge.stores import WriteRequest, make_store, store_root
+from hygge.typemap import schema_fingerprint
+
+RowsCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """Who started this entity run: the coordinator (project) run and the flow run."""
+
+    coordinator: str
+    coordinator_run_id: str
+    flow_run_id: str
+
+
+@dataclass
+class EntityResult:
+    flow: str
+    entity: str
+    status: str
+    run_type: str
+    rows: int = 0
+    duration: float = 0.0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    message: str = ""
+    entity_run_id: str = ""
+    error: HyggeError | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.flow}.{self.entity}"
+
+
+def journal_for(entity: ResolvedEntity, project: Project) -> Journal:
+    """The journal an entity's runs go to: the project's `journal.path`, else beside its store."""
+    if project.config.journal.path:
+        return Journal(Storage.at(project.config.journal.path, project.root))
+    return Journal(store_root(entity, project.root).child(".hygge_journal"))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Guard:
+    """Remembers an error raised while a store consumes the stream (drivers may wrap it)."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def wrap(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def land_entity(
+    project: Project,
+    entity: ResolvedEntity,
+    ids: RunIds,
+    *,
+    run_type: str | None = None,
+    on_rows: RowsCallback | None = None,
+) -> EntityResult:
+    """Land one entity and journal the outcome; raises HyggeError on failure (after journaling it)."""
+    entity_run_id = new_id()
+    start = _now()
+    clock = time.perf_counter()
+    run_type = run_type or entity.run_type
+    journal = journal_for(entity, project)
+    where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
+    mark = entity.watermark
+    entry = Entry(
+        entity_run_id=entity_run_id,
+        coordinator_run_id=ids.coordinator_run_id,
+        flow_run_id=ids.flow_run_id,
+        coordinator=ids.coordinator,
+        flow=entity.flow,
+        entity=entity.name,
+        start_time=start,
+        finish_time=start,
+        status="fail",
+        run_type=run_type,
+        primary_key=",".join(mark.primary_key) if mark and mark.primary_key else None,
+        watermark_column=mark.watermark_column if mark else None,
+    )
+    result = EntityResult(entity.flow, entity.name, "fail", run_type, entity_run_id=entity_run_id)
+    guard = _Guard()
+    observer = _Observer(None, on_rows)
+    try:
+        home = make_home(entity, project.config.connections, project.root)
+        store = make_store(entity, project.root)
+        entry.home, entry.store = home.describe(), store.describe()
+        schema = home.schema()
+        entry.schema_version = schema_fingerprint(schema)
+        kind = _check_entity(entity, schema, run_type)
+        entry.watermark_type = kind
+        _recover(store, journal, entity, ids, kind, run_type)
+
+        previous = journal.last_success(entity.flow, entity.name) if run_type == "incremental" else None
+        bound = None
+        prev_value = None
+        if previous and previous.watermark and mark and previous.watermark_column == mark.watermark_column:
+            entry.previous_watermark = result.watermark_before = previous.watermark
+            prev_value = wm.from_text(previous.watermark, kind)  # type: ignore[arg-type]
+            bound = Bound(
+                mark.watermark_column,  # type: ignore[arg-type]
+                kind,  # type: ignore[arg-type]
+                wm.lower_bound(prev_value, kind, mark.lookback),  # type: ignore[arg-type]
+            )
+
+        tracker = wm.MaxTracker(mark.watermark_column, kind) if mark and kind else None
+        observer.tracker = tracker
+        reader = home.read(bound)
+        batches: Iterator[pa.RecordBatch] = iter(reader)
+        if bound is not None and not (mark and mark.primary_key):
+            landed = store.rows_between(bound.column, bound.value, prev_value)
+            batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
+        counted = observer.wrap(batches)
+        first = next(counted, None)
+        if first is None and run_type == "incremental":
+            commit_detail = "nothing new"
+        else:
+            stream = pa.RecordBatchReader.from_batches(schema, guard.wrap(_prepend(first, counted)))
+            commit = store.write(
+                stream,
+                WriteRequest(
+                    run_type=run_type,
+                    entity_run_id=entity_run_id,
+                    version=time.time_ns() // 1000,
+                    primary_key=list(mark.primary_key) if mark else [],
+                ),
+            )
+            commit_detail = commit.detail
+        result.rows = observer.rows
+        new_value = tracker.value if tracker else None
+        if prev_value is not None and (new_value is None or new_value < prev_value):
+            new_value = prev_value
+        if new_value is not None and kind:
+            entry.watermark = result.watermark_after = wm.to_text(new_value, kind)
+        entry.store_commit = commit_detail
+        entry.status = result.status = "success"
+        entry.row_count = result.rows
+    except BaseException as exc:
+        error = _as_hygge_error(guard.error or exc, where)
+        result.error = error
+        result.message = entry.message = str(error)
+        entry.row_count = observer.rows
+        entry.finish_time = _now()
+        entry.duration = result.duration = time.perf_counter() - clock
+        try:
+            journal.record(entry)
+        except HyggeError as journal_error:
+            error.details.message += f" (and the failure could not be journaled: {journal_error.message})"
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise error from (exc if error is not exc else None)
+    entry.finish_time = _now()
+    entry.duration = result.duration = time.perf_counter() - clock
+    journal.record(entry)
+    return result
+
+
+def _check_entity(entity: ResolvedEntity, schema: pa.Schema, run_type: str) -> str | None:
+    """Validate watermark and key columns against the pinned schema; return the watermark kind."""
+    mark = entity.watermark
+    where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
+    if run_type == "incremental" and not (mark and mark.watermark_column):
+        raise ConfigError(
+            "an incremental run needs watermark.watermark_column", hint="set it, or use --full-drop", **where
+        )
+    for key in mark.primary_key if mark else []:
+        if schema.get_field_index(key) < 0:
+            raise ConfigError(
+                f"primary key column '{key}' is not in the source",
+                hint=f"use one of: {', '.join(schema.names)}",
+                field="watermark.primary_key",
+                **{k: v for k, v in where.items()},
+            )
+    if mark and mark.watermark_column:
+        try:
+            return wm.check_column(schema, mark.watermark_column)
+        except HyggeError as exc:
+            raise exc.with_context(**where) from None
+    return None
+
+
+def _recover(
+    store: Any, journal: Journal, entity: ResolvedEntity, ids: RunIds, kind: str | None, run_type: str
+) -> None:
+    """Journal a commit that an interrupted run made but could not record."""
+    commit = store.recover()
+    if commit is None or journal.has(commit.entity_run_id):
+        return
+    mark = entity.watermark
+    value = store.max_value(mark.watermark_column) if mark and mark.watermark_column and kind else None
+    now = _now()
+    journal.record(
+        Entry(
+            entity_run_id=commit.entity_run_id,
+            coordinator_run_id=ids.coordinator_run_id,
+            flow_run_id=ids.flow_run_id,
+            coordinator=ids.coordinator,
+            flow=entity.flow,
+            entity=entity.name,
+            start_time=now,
+            finish_time=now,
+            status="success",
+            run_type=commit.run_type or run_type,
+            row_count=commit.rows,
+            duration=0.0,
+            primary_key=",".join(mark.primary_key) if mark else None,
+            watermark_column=mark.watermark_column if mark else None,
+            watermark_type=kind,
+            watermark=wm.to_text(value, kind) if value is not None and kind else None,
+            message="recovered: the store committed this run but the journal did not record it",
+            store=store.describe(),
+            store_commit=commit.detail,
+        )
+    )
+
+
+class _Observer:
+    """Counts rows, tracks the watermark maximum and reports progress as batches pass."""
+
+    def __init__(self, tracker: wm.MaxTracker | None, on_rows: RowsCallback | None) -> None:
+        self.tracker = tracker
+        self.on_rows = on_rows
+        self.rows = 0
+
+    def wrap(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if self.tracker is not None:
+                self.tracker.update(batch)
+            self.rows += batch.num_rows
+            if self.on_rows is not None:
+                self.on_rows(batch.num_rows)
+            yield batch
+
+
+def _prepend(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _drop_already_landed(
+    batches: Iterator[pa.RecordBatch], landed: pa.Table, column: str, low: Any, high: Any
+) -> Iterator[pa.RecordBatch]:
+    """Without a primary key, rows re-read in [low, high] are matched against landed rows as a multiset.
+
+    Only the (small) re-read window is compared row by row; every other row passes untouched.
+    """
+    remaining = Counter(tuple(row.values()) for row in landed.to_pylist()) if landed.num_rows else Counter()
+    for batch in batches:
+        values = batch.column(batch.schema.get_field_index(column))
+        in_window = pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high))
+        in_window = pc.fill_null(in_window, False)
+        if not remaining or not pc.any(in_window).as_py():
+            yield batch
+            continue
+        keep = [True] * batch.num_rows
+        window_rows = pc.indices_nonzero(in_window).to_pylist()
+        for index, row in zip(window_rows, batch.take(window_rows).to_pylist(), strict=True):
+            key = tuple(row.values())
+            if remaining[key] > 0:
+                remaining[key] -= 1
+                keep[index] = False
+        yield batch.filter(pa.array(keep))
+
+
+def _as_hygge_error(exc: BaseException, where: dict[str, str]) -> HyggeError:
+    if isinstance(exc, HyggeError):
+        return exc.with_context(**where)
+    if isinstance(exc, OSError):
+        return StoreError(
+            f"{type(exc).__name__}: {exc}", hint="check the path and free space", transient=False, **where
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return HyggeError("interrupted", **where)
+    return HyggeError(f"unexpected {type(exc).__name__}: {exc}", **where)
+
+
+__all__ = ["EntityResult", "JournalError", "RunIds", "SqlHomeConfig", "journal_for", "land_entity"]

@@ -1,0 +1,30 @@
+"""Stores: where data lands. `make_store` picks the implementation for an entity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hygge.config.models import DeltaStoreConfig, ParquetStoreConfig, ResolvedEntity
+from hygge.storage import Storage
+from hygge.stores.base import Commit, Store, WriteRequest
+
+
+def store_root(entity: ResolvedEntity, project_root: Path | None = None) -> Storage:
+    """The folder that holds every entity of the entity's store (and, by default, the journal)."""
+    return Storage.at(entity.store.path, project_root)
+
+
+def make_store(entity: ResolvedEntity, project_root: Path | None = None) -> Store:
+    location = store_root(entity, project_root).child(entity.name)
+    if isinstance(entity.store, ParquetStoreConfig):
+        from hygge.stores.parquet import ParquetStore
+
+        return ParquetStore(location, entity.store)
+    if isinstance(entity.store, DeltaStoreConfig):
+        from hygge.stores.delta import DeltaStore
+
+        return DeltaStore(location, app_id=f"hygge:{entity.flow}.{entity.name}")
+    raise TypeError(f"no store for {type(entity.store).__name__}")
+
+
+__all__ = ["Commit", "Store", "WriteRequest", "make_store", "store_root"]

@@ -1,0 +1,204 @@
+"""Parquet store: a folder of parquet files per entity, changed only through staged commits.
+
+A write streams into `_hygge_staging/<run>/` (names starting with `_` are invisible to parquet
+readers), then writes a commit record under `_hygge_commits/` listing the files to add and remove,
+then applies it with renames and deletes. A crash after the record is written is rolled forward by
+the next run's `recover()`; a crash before it leaves only invisible staging files, removed then.
+File names carry the run id, so no run or retry ever overwrites another's file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from hygge.config.models import ParquetStoreConfig
+from hygge.errors import StoreError
+from hygge.storage import NotFoundError, Storage
+from hygge.stores.base import Commit, WriteRequest
+
+STAGING = "_hygge_staging"
+COMMITS = "_hygge_commits"
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+class ParquetStore:
+    def __init__(self, location: Storage, config: ParquetStoreConfig):
+        self.location = location
+        self.config = config
+
+    def describe(self) -> str:
+        return f"parquet {self.location.uri}"
+
+    # --- reading what landed -------------------------------------------------------------------
+    def data_files(self) -> list[str]:
+        return sorted(
+            o["path"]
+            for o in self.location.list()
+            if o["path"].endswith(".parquet") and "/" not in o["path"] and not o["path"].startswith("_")
+        )
+
+    def _dataset(self) -> ds.Dataset | None:
+        files = self.data_files()
+        if not files:
+            return None
+        return ds.dataset([str(self.location.local_path(f)) for f in files], format="parquet")
+
+    def scan(self) -> pa.Table:
+        dataset = self._dataset()
+        return dataset.to_table() if dataset is not None else pa.table({})
+
+    def max_value(self, column: str) -> Any:
+        dataset = self._dataset()
+        if dataset is None:
+            return None
+        values = dataset.to_table(columns=[column]).column(0)
+        return pc.max(values).as_py() if len(values) else None
+
+    def rows_between(self, column: str, low: Any, high: Any) -> pa.Table:
+        dataset = self._dataset()
+        if dataset is None:
+            return pa.table({})
+        field = pc.field(column)
+        return dataset.to_table(filter=(field >= low) & (field <= high))
+
+    # --- commits -------------------------------------------------------------------------------
+    def _commit_records(self) -> list[tuple[str, dict[str, Any]]]:
+        records = []
+        for obj in sorted(self.location.list(COMMITS), key=lambda o: o["path"]):
+            if obj["path"].endswith(".json"):
+                records.append((obj["path"], json.loads(self.location.get(obj["path"]))))
+        return records
+
+    def recover(self) -> Commit | None:
+        records = self._commit_records()
+        for path, record in records:
+            if record["state"] != "applied":
+                self._apply(path, record)
+        # Every commit record is applied now, so what is left in staging was never committed.
+        for obj in self.location.list(STAGING):
+            self.location.delete(obj["path"])
+        if not records:
+            return None
+        last = records[-1][1]
+        return Commit(last["entity_run_id"], last["run_type"], last.get("rows"), records[-1][0])
+
+    def _apply(self, record_path: str, record: dict[str, Any]) -> None:
+        for staged, final in record["adds"]:
+            try:
+                self.location.rename(staged, final, overwrite=True)
+            except (NotFoundError, FileNotFoundError):
+                if not self.location.exists(final):
+                    raise StoreError(
+                        f"commit {record_path} of {self.describe()} lost its staged file {staged}",
+                        hint="run with --full-drop to rebuild this entity",
+                    ) from None
+        for gone in record["removes"]:
+            self.location.delete(gone)
+        record["state"] = "applied"
+        self.location.put(record_path, json.dumps(record).encode())
+
+    def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
+        run = request.entity_run_id
+        stamp = _stamp()
+        staged: list[tuple[str, str]] = []
+        rows = 0
+        keys: list[pa.Table] = []
+        writer: pq.ParquetWriter | None = None
+        sink = None
+        file_rows = 0
+        compression = None if self.config.compression == "none" else self.config.compression
+
+        def close() -> None:
+            nonlocal writer, sink
+            if writer is not None:
+                writer.close()
+                sink.close()  # type: ignore[union-attr]
+                writer = sink = None
+
+        try:
+            for batch in reader:
+                if writer is None or file_rows >= self.config.file_rows:
+                    close()
+                    name = f"part-{stamp}-{run[:8]}-{len(staged):05d}.parquet"
+                    staged.append((f"{STAGING}/{run}/{name}", name))
+                    sink = self.location.open_writer(staged[-1][0])
+                    writer = pq.ParquetWriter(
+                        sink,
+                        reader.schema,
+                        compression=compression or "none",
+                        write_statistics=True,
+                        use_dictionary=True,
+                    )
+                    file_rows = 0
+                writer.write_batch(batch, row_group_size=self.config.row_group_rows)
+                rows += batch.num_rows
+                file_rows += batch.num_rows
+                if request.primary_key and request.run_type == "incremental":
+                    keys.append(pa.Table.from_batches([batch.select(request.primary_key)]))
+            close()
+        except BaseException:
+            close()
+            for path, _ in staged:
+                self.location.delete(path)
+            raise
+
+        removes: list[str] = []
+        adds = list(staged)
+        if request.run_type == "full_drop":
+            removes = self.data_files()
+        elif keys:
+            rewrites, removes = self._rewrite_without(pa.concat_tables(keys), request, stamp)
+            adds += rewrites
+        record = {
+            "entity_run_id": run,
+            "run_type": request.run_type,
+            "rows": rows,
+            "state": "pending",
+            "adds": [[s, f] for s, f in adds],
+            "removes": removes,
+        }
+        record_path = f"{COMMITS}/{stamp}-{run}.json"
+        self.location.put(record_path, json.dumps(record).encode(), create_only=True)
+        self._apply(record_path, record)
+        return Commit(run, request.run_type, rows, record_path)
+
+    def _rewrite_without(
+        self, new_keys: pa.Table, request: WriteRequest, stamp: str
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """Rewrite (into staging) every landed file holding a key that the new rows replace."""
+        key_names = request.primary_key
+        new_keys = new_keys.group_by(key_names).aggregate([])
+        rewrites: list[tuple[str, str]] = []
+        removes: list[str] = []
+        for index, path in enumerate(self.data_files()):
+            local = str(self.location.local_path(path))
+            old_keys = pq.read_table(local, columns=key_names)
+            hit = old_keys.join(new_keys, keys=key_names, join_type="left semi")
+            if hit.num_rows == 0:
+                continue
+            table = pq.read_table(local)
+            kept = table.join(new_keys, keys=key_names, join_type="left anti")
+            removes.append(path)
+            if kept.num_rows:
+                kept = kept.select(table.schema.names).cast(table.schema)
+                name = f"part-{stamp}-{request.entity_run_id[:8]}-r{index:05d}.parquet"
+                staged = f"{STAGING}/{request.entity_run_id}/{name}"
+                with self.location.open_writer(staged) as sink:
+                    pq.write_table(
+                        kept,
+                        sink,
+                        row_group_size=self.config.row_group_rows,
+                        compression=self.config.compression if self.config.compression != "none" else "none",
+                    )
+                rewrites.append((staged, name))
+        return rewrites, removes

@@ -1,0 +1,120 @@
+"""Watermark values: which column types qualify, their text form in the journal, and tracking the max.
+
+The incremental predicate is inclusive (`col >= previous max`, optionally minus a lookback) so rows
+sharing the previous maximum or committing late are read again; the runner removes what already
+landed (merge on the primary key, or a multiset difference against the store's rows in that window).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hygge.errors import ConfigError
+
+WatermarkValue = int | Decimal | dt.date | dt.datetime | str
+
+
+def kind_of(arrow_type: pa.DataType) -> str | None:
+    """The watermark kind of a pinned column type, or None when the type cannot be a watermark."""
+    if pa.types.is_integer(arrow_type):
+        return "int"
+    if pa.types.is_decimal(arrow_type):
+        return "decimal"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "datetime_tz" if arrow_type.tz else "datetime"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    return None
+
+
+def check_column(schema: pa.Schema, column: str) -> str:
+    """Validate a watermark column against the pinned schema; returns its kind."""
+    index = schema.get_field_index(column)
+    if index < 0:
+        raise ConfigError(
+            f"watermark column '{column}' is not in the source",
+            hint=f"use one of: {', '.join(schema.names)}",
+            field="watermark.watermark_column",
+        )
+    kind = kind_of(schema.field(index).type)
+    if kind is None:
+        raise ConfigError(
+            f"watermark column '{column}' has type {schema.field(index).type}, which cannot be a watermark",
+            hint="use an integer, decimal, date, datetime or string column",
+            field="watermark.watermark_column",
+        )
+    return kind
+
+
+def to_text(value: WatermarkValue, kind: str) -> str:
+    if kind in ("datetime", "datetime_tz"):
+        assert isinstance(value, dt.datetime)
+        if kind == "datetime_tz":
+            value = value.astimezone(dt.UTC)
+        return value.isoformat(timespec="microseconds")
+    if kind == "date":
+        return value.isoformat()  # type: ignore[union-attr]
+    if kind == "decimal":
+        return format(value, "f")
+    return str(value)
+
+
+def from_text(text: str, kind: str) -> WatermarkValue:
+    if kind == "int":
+        return int(text)
+    if kind == "decimal":
+        return Decimal(text)
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind == "datetime":
+        return dt.datetime.fromisoformat(text).replace(tzinfo=None)
+    if kind == "datetime_tz":
+        value = dt.datetime.fromisoformat(text)
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    if kind == "string":
+        return text
+    raise ValueError(f"unknown watermark kind {kind}")
+
+
+def lower_bound(previous: WatermarkValue, kind: str, lookback: float | None) -> WatermarkValue:
+    """Where the next read starts: the previous maximum itself, less the lookback."""
+    if not lookback:
+        return previous
+    if kind in ("datetime", "datetime_tz"):
+        return previous - dt.timedelta(seconds=lookback)  # type: ignore[operator]
+    if kind == "date":
+        return previous - dt.timedelta(days=max(1, round(lookback / 86400)))  # type: ignore[operator]
+    if kind == "int":
+        return previous - int(lookback)  # type: ignore[operator]
+    if kind == "decimal":
+        return previous - Decimal(str(lookback))  # type: ignore[operator]
+    return previous
+
+
+@dataclass
+class MaxTracker:
+    """Keeps the running maximum of one column over the batches that pass through."""
+
+    column: str
+    kind: str
+    value: WatermarkValue | None = None
+    nulls: int = 0
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        array = batch.column(batch.schema.get_field_index(self.column))
+        self.nulls += array.null_count
+        if len(array) == array.null_count:
+            return
+        found: Any = pc.max(array).as_py()
+        if self.kind == "datetime_tz" and found.tzinfo is None:
+            found = found.replace(tzinfo=dt.UTC)
+        if self.value is None or found > self.value:
+            self.value = found

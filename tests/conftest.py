@@ -1,0 +1,53 @@
+"""Shared pytest fixtures.
+
+PostgreSQL
+    ``pg_url``  (session)  URL of a throwaway server started once per test session
+                           (tests/pg_server.py), or of ``HYGGE_TEST_PG_URL`` if that is set.
+    ``pg_db``   (function) URL of a fresh, empty database on that server, dropped afterwards.
+
+Add further fixtures below, each with a short comment saying what it yields.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+# tests/ is not a package; make its helper modules importable however pytest was invoked.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pg_server import running_postgres
+
+
+def _with_database(url: str, dbname: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One PostgreSQL server for the whole session; yields its ``postgres`` database URL."""
+    with running_postgres(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> Iterator[str]:
+    """A fresh database per test (``test_<8 hex>``); dropped, connections and all, afterwards."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(pg_url, name)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
