@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import obstore
+import pyarrow as pa
 from obstore.exceptions import AlreadyExistsError, NotFoundError
 from obstore.store import LocalStore
 
@@ -99,9 +100,42 @@ class Storage:
     def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None:
         obstore.rename(self.store, src, dst, overwrite=overwrite)
 
-    def open_writer(self, path: str) -> io.RawIOBase:
-        return obstore.open_writer(self.store, path)
+    def open_writer(self, path: str) -> Any:
+        """A writable file for streaming writers (pyarrow's ParquetWriter)."""
+        if self.is_local:
+            # Native file: pyarrow writes without crossing back into Python for every chunk.
+            target = self.local_path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return pa.OSFile(str(target), "wb")
+        return _ObjectWriter(obstore.open_writer(self.store, path))
 
     def iter_bytes(self, path: str) -> Iterator[bytes]:
         for chunk in obstore.get(self.store, path):
             yield bytes(chunk)
+
+
+class _ObjectWriter(io.RawIOBase):
+    """obstore's writer as a file object pyarrow accepts (its `closed` is a method, not a property)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._inner.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._inner.close()
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -122,7 +122,8 @@ class ParquetStore:
             nonlocal writer, sink
             if writer is not None:
                 writer.close()
-                sink.close()  # type: ignore[union-attr]
+                if not sink.closed:  # type: ignore[union-attr]
+                    sink.close()  # type: ignore[union-attr]
                 writer = sink = None
 
         try:

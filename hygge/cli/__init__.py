@@ -1,0 +1,1 @@
+"""The `hygge` command line: a thin shell over the core."""

@@ -1,0 +1,145 @@
+"""`hygge` commands: init, go, debug, demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hygge.config import load_project, parse_var
+from hygge.errors import HyggeError
+
+app = typer.Typer(
+    help="Land SQL tables and files in Delta, parquet and Fabric landing zones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project folder (holds hygge.yml)")]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeated options accumulate, and each may hold a comma-separated list."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _fail(exc: HyggeError) -> None:
+    err.print(f"[red]{exc.kind} error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def go(
+    project: ProjectOpt = Path("."),
+    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s) to run; repeatable")] = None,
+    entity: Annotated[
+        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
+    ] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Force incremental runs")] = False,
+    full_drop: Annotated[bool, typer.Option("--full-drop", help="Force full_drop runs")] = False,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1)] = None,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="flow.<flow>.<key>=value; repeatable")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list what would run")] = False,
+) -> None:
+    """Run flows: land every selected entity, then compact the journal if all succeeded."""
+    from hygge.cli.progress import LiveProgress, print_summary
+    from hygge.coordinator import check_run_type, run_entities
+
+    try:
+        run_type = check_run_type(incremental, full_drop)
+        variables = dict(parse_var(v) for v in var or [])
+        loaded = load_project(project, variables=variables)
+        chosen = loaded.select(_split(flow), _split(entity))
+    except HyggeError as exc:
+        _fail(exc)
+        return
+    if not chosen:
+        err.print("nothing to run: no entities selected")
+        raise typer.Exit(1)
+    if dry_run:
+        for e in chosen:
+            console.print(
+                f"{e.flow}.{e.name}: {run_type or e.run_type} {e.home.type} → {e.store.type} {e.store.path}"
+            )
+        return
+    with LiveProgress(console) as live:
+        summary = run_entities(
+            loaded, chosen, run_type=run_type, concurrency=concurrency, events=live.events()
+        )
+    print_summary(console, summary)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+@app.command()
+def debug(project: ProjectOpt = Path(".")) -> None:
+    """Check the project: configuration valid, connections reachable, stores writable."""
+    from hygge.diagnostics import check_project
+
+    try:
+        loaded = load_project(project)
+    except HyggeError as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"[green]ok[/green] configuration: {len(loaded.flows)} flow(s), "
+        f"{sum(len(f.entities) for f in loaded.flows.values())} entities"
+    )
+    failures = 0
+    for check in check_project(loaded):
+        colour = "green" if check.ok else "red"
+        console.print(
+            f"[{colour}]{'ok' if check.ok else 'FAIL'}[/{colour}] {check.name}: {check.detail}",
+            highlight=False,
+        )
+        failures += 0 if check.ok else 1
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def init(directory: Path) -> None:
+    """Create a new project with an example flow."""
+    from hygge.scaffold import write_project
+
+    try:
+        for path in write_project(directory):
+            console.print(f"created {path}")
+    except HyggeError as exc:
+        _fail(exc)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo lives")] = Path(".hygge_demo"),
+    customers: Annotated[int, typer.Option(help="Customers; orders and lines scale with it")] = 100_000,
+) -> None:
+    """Build a SQLite shop, land it to Delta and parquet, change it, and land only the changes."""
+    from hygge.cli.progress import LiveProgress, print_summary
+    from hygge.coordinator import run_entities
+    from hygge.demo import DEMO_DIR_VARIABLE, build_demo, change_demo
+
+    project_dir = build_demo(directory, customers=customers, say=console.print)
+    loaded = load_project(project_dir)
+    ok = True
+    for title, run_type in (("first load", "full_drop"), ("incremental after changes", "incremental")):
+        if run_type == "incremental":
+            console.print(change_demo(project_dir))
+        console.rule(title)
+        with LiveProgress(console) as live:
+            summary = run_entities(loaded, loaded.select(), run_type=run_type, events=live.events())
+        print_summary(console, summary)
+        ok = ok and summary.ok
+    lake = Path(os.environ[DEMO_DIR_VARIABLE]) / "lake"
+    console.print(f"\nLanded under {lake} (delta/ and parquet/), each with its journal in .hygge_journal/")
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()

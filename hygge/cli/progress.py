@@ -1,0 +1,95 @@
+"""Progress bars and the closing summary for `hygge go` and `hygge demo`."""
+
+from __future__ import annotations
+
+import threading
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hygge.config.models import ResolvedEntity
+from hygge.coordinator import Events, RunSummary
+from hygge.runner import EntityResult
+
+
+class LiveProgress:
+    """One line per entity: rows so far, rate, elapsed; ends with its status."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[name]}"),
+            TextColumn("{task.completed:>12,.0f} rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> LiveProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _task(self, key: str) -> TaskID:
+        with self.lock:
+            if key not in self.tasks:
+                self.tasks[key] = self.progress.add_task("", total=None, name=key, rate="", status="")
+            return self.tasks[key]
+
+    def events(self) -> Events:
+        def started(entity: ResolvedEntity) -> None:
+            self._task(f"{entity.flow}.{entity.name}")
+
+        def rows(entity: ResolvedEntity, n: int) -> None:
+            task_id = self._task(f"{entity.flow}.{entity.name}")
+            self.progress.advance(task_id, n)
+            task = self.progress.tasks[task_id]
+            if task.elapsed:
+                self.progress.update(task_id, rate=f"{task.completed / task.elapsed:>10,.0f} rows/s")
+
+        def finished(result: EntityResult) -> None:
+            task_id = self._task(result.key)
+            colour = {"success": "green", "fail": "red"}.get(result.status, "yellow")
+            self.progress.update(task_id, status=f"[{colour}]{result.status.upper()}", total=result.rows or 1)
+            self.progress.update(task_id, completed=result.rows)
+            self.progress.stop_task(task_id)
+
+        return Events(started=started, rows=rows, finished=finished)
+
+
+def print_summary(console: Console, summary: RunSummary) -> None:
+    table = Table(title="hygge run", show_lines=False)
+    for column in ("entity", "status", "rows", "seconds", "watermark before → after"):
+        table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
+    for r in sorted(summary.results, key=lambda r: r.key):
+        colour = {"success": "green", "fail": "red"}.get(r.status, "yellow")
+        mark = f"{_short(r.watermark_before)} → {_short(r.watermark_after)}" if r.status == "success" else ""
+        table.add_row(r.key, f"[{colour}]{r.status.upper()}", f"{r.rows:,}", f"{r.duration:.2f}", mark)
+    console.print(table)
+    for r in summary.results:
+        if r.status == "fail":
+            console.print(f"[red]FAIL[/red] {r.key}: {r.message}", highlight=False, soft_wrap=True)
+    flows = len({r.flow for r in summary.results})
+    rate = summary.rows / summary.duration if summary.duration else 0.0
+    console.print(
+        f"{flows} flow(s), {len(summary.results)} entities, {summary.rows:,} rows in {summary.duration:.1f} s "
+        f"({rate:,.0f} rows/s): [green]{summary.count('success')} PASS[/green], "
+        f"[red]{summary.count('fail')} FAIL[/red], {summary.count('skip')} skipped",
+        highlight=False,
+    )
+    if summary.publish_error:
+        console.print(f"[red]journal not published:[/red] {summary.publish_error}", highlight=False)
+
+
+def _short(value: str | None) -> str:
+    """Watermarks shown to the second; the journal keeps them exact."""
+    if value is None:
+        return "-"
+    return value[:19] if len(value) > 19 and value[10:11] == "T" else value

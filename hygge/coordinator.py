@@ -1,0 +1,136 @@
+"""Run many entities: up to `concurrency` at once, then compact the journals only if all succeeded.
+
+This is the core that both the CLI and (per entity, as tasks) the Prefect flow build on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from hygge.config.loader import Project
+from hygge.config.models import ResolvedEntity
+from hygge.errors import ConfigError, HyggeError
+from hygge.journal import Journal, new_id
+from hygge.runner import EntityResult, RunIds, journal_for, land_entity
+
+
+@dataclass
+class Events:
+    """Callbacks for progress displays; all optional."""
+
+    started: Callable[[ResolvedEntity], None] = lambda entity: None
+    rows: Callable[[ResolvedEntity, int], None] = lambda entity, n: None
+    finished: Callable[[EntityResult], None] = lambda result: None
+
+
+@dataclass
+class RunSummary:
+    coordinator_run_id: str
+    results: list[EntityResult] = field(default_factory=list)
+    duration: float = 0.0
+    published: bool = False
+    publish_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "success" for r in self.results) and self.publish_error is None
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.results)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+def check_run_type(incremental: bool, full_drop: bool) -> str | None:
+    if incremental and full_drop:
+        raise ConfigError("--incremental and --full-drop contradict each other", hint="choose one")
+    return "incremental" if incremental else "full_drop" if full_drop else None
+
+
+def journals_of(project: Project, entities: Sequence[ResolvedEntity]) -> list[Journal]:
+    unique: dict[str, Journal] = {}
+    for entity in entities:
+        journal = journal_for(entity, project)
+        unique.setdefault(journal.location.uri, journal)
+    return list(unique.values())
+
+
+def publish_journal(project: Project, entities: Sequence[ResolvedEntity]) -> int:
+    """Fold every entity run into the journals' snapshots (the Fabric publish builds on this)."""
+    return sum(journal.compact() for journal in journals_of(project, entities))
+
+
+def run_entities(
+    project: Project,
+    entities: Sequence[ResolvedEntity],
+    *,
+    run_type: str | None = None,
+    concurrency: int | None = None,
+    continue_on_error: bool | None = None,
+    events: Events | None = None,
+) -> RunSummary:
+    events = events or Events()
+    summary = RunSummary(coordinator_run_id=new_id())
+    workers = concurrency or project.config.options.concurrency
+    keep_going = project.config.options.continue_on_error if continue_on_error is None else continue_on_error
+    flow_runs = {name: new_id() for name in {e.flow for e in entities}}
+    clock = time.perf_counter()
+
+    def one(entity: ResolvedEntity) -> EntityResult:
+        events.started(entity)
+        ids = RunIds(project.config.name, summary.coordinator_run_id, flow_runs[entity.flow])
+        try:
+            result = land_entity(
+                project, entity, ids, run_type=run_type, on_rows=lambda n: events.rows(entity, n)
+            )
+        except HyggeError as exc:
+            result = _failed(entity, run_type, exc)
+        events.finished(result)
+        return result
+
+    pending = list(entities)
+    running: dict[Future[EntityResult], ResolvedEntity] = {}
+    stop = False
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hygge") as pool:
+        while pending or running:
+            while pending and not stop and len(running) < workers:
+                entity = pending.pop(0)
+                running[pool.submit(one, entity)] = entity
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                result = future.result()
+                summary.results.append(result)
+                if result.status != "success" and not keep_going:
+                    stop = True
+        for entity in pending:
+            skipped = EntityResult(
+                entity.flow,
+                entity.name,
+                "skip",
+                run_type or entity.run_type,
+                message="skipped: an earlier entity failed and continue_on_error is off",
+            )
+            summary.results.append(skipped)
+            events.finished(skipped)
+    if all(r.status == "success" for r in summary.results):
+        try:
+            publish_journal(project, entities)
+            summary.published = True
+        except HyggeError as exc:
+            summary.publish_error = str(exc)
+    summary.duration = time.perf_counter() - clock
+    return summary
+
+
+def _failed(entity: ResolvedEntity, run_type: str | None, exc: HyggeError) -> EntityResult:
+    return EntityResult(
+        entity.flow, entity.name, "fail", run_type or entity.run_type, message=str(exc), error=exc
+    )

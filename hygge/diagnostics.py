@@ -1,0 +1,71 @@
+"""`hygge debug`: is the configuration usable? Connections answer, stores and journals are writable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hygge.config.loader import Project
+from hygge.config.models import SqlHomeConfig
+from hygge.errors import HyggeError
+from hygge.journal import new_id
+from hygge.redact import redact
+from hygge.storage import Storage
+from hygge.stores import store_root
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_connection(project: Project, name: str) -> Check:
+    from hygge.homes.sql import connection as conns
+
+    conn = project.config.connections[name]
+    try:
+        if conn.type == "sqlite":
+            path = conns.sqlite_path(conn, project.root)
+            if not path.is_file():
+                return Check(f"connection {name}", False, f"{path} does not exist")
+        import connectorx
+
+        connectorx.read_sql(conns.connectorx_url(conn, project.root), "SELECT 1 AS ok", return_type="arrow")
+        return Check(f"connection {name}", True, f"{conns.describe(conn)} answers")
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, conns.secrets_of(conn))
+        return Check(f"connection {name}", False, f"{conns.describe(conn)}: {text}")
+
+
+def check_writable(name: str, location: Storage) -> Check:
+    probe = f"_hygge_probe_{new_id()}"
+    try:
+        location.put(probe, b"probe", create_only=True)
+        location.list()
+        location.delete(probe)
+        return Check(name, True, f"{location.uri} is writable (list, write, delete)")
+    except (HyggeError, OSError, Exception) as exc:
+        return Check(name, False, f"{location.uri}: {exc}")
+
+
+def check_project(project: Project) -> list[Check]:
+    checks = []
+    used = sorted(
+        {
+            e.home.connection
+            for f in project.flows.values()
+            for e in f.entities
+            if isinstance(e.home, SqlHomeConfig)
+        }
+    )
+    checks.extend(check_connection(project, name) for name in used)
+    roots: dict[str, Storage] = {}
+    for flow in project.flows.values():
+        for entity in flow.entities:
+            root = store_root(entity, project.root)
+            roots.setdefault(root.uri, root)
+    checks.extend(check_writable(f"store {uri}", root) for uri, root in roots.items())
+    return checks
