@@ -1,0 +1,181 @@
+"""The `land` flow: a subflow per hygge flow with one task per entity (up to `concurrency` at once),
+then `publish_journal` only if every entity succeeded, and a table artifact of the run.
+
+Tasks retry only transient failures (network, throttling); a configuration error fails at once, and
+the error the user sees is hygge's own message, never a retry wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from hygge.config import Project, load_project
+from hygge.coordinator import publish_journal as compact_journals
+from hygge.errors import HyggeError
+from hygge.journal import new_id
+from hygge.runner import EntityResult, RunIds, land_entity
+from hygge.settings import settings
+
+
+def _load(project: str, variables: dict[str, Any] | None) -> Project:
+    return load_project(project, variables=variables or {})
+
+
+def _transient_only(task: Any, task_run: Any, state: State) -> bool:
+    """Retry when the failure says it is transient; configuration and data errors fail at once."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            error = state.result(raise_on_failure=False)  # type: ignore[assignment]
+        except Exception:
+            return False
+    return bool(getattr(error, "transient", False))
+
+
+@task(
+    name="land-entity",
+    task_run_name="{flow_name}.{entity_name}",
+    retries=settings().task_retries,
+    retry_delay_seconds=settings().task_retry_delay_seconds,
+    retry_jitter_factor=settings().task_retry_jitter,
+    retry_condition_fn=_transient_only,
+)
+def land_entity_task(
+    project: str,
+    flow_name: str,
+    entity_name: str,
+    coordinator_run_id: str,
+    run_type: str | None = None,
+    variables: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    loaded = _load(project, variables)
+    entity = loaded.select(entities=[f"{flow_name}.{entity_name}"])[0]
+    ids = RunIds(loaded.config.name, coordinator_run_id, str(flow_run.id or new_id()))
+    logger.info("landing %s.%s (%s)", flow_name, entity_name, run_type or entity.run_type)
+    result = land_entity(loaded, entity, ids, run_type=run_type)
+    logger.info(
+        "%s.%s: %s rows, watermark %s → %s",
+        flow_name,
+        entity_name,
+        f"{result.rows:,}",
+        result.watermark_before,
+        result.watermark_after,
+    )
+    return _public(result)
+
+
+@task(name="publish-journal")
+def publish_journal(project: str, keys: list[str], variables: dict[str, Any] | None = None) -> int:
+    """Compact the journals of the landed entities (the Fabric publish builds on this step)."""
+    loaded = _load(project, variables)
+    folded = compact_journals(loaded, loaded.select(entities=keys))
+    get_run_logger().info("journal published: %d run record(s) folded into the snapshot", folded)
+    return folded
+
+
+@flow(name="land-flow", flow_run_name="{flow_name}", log_prints=False)
+def land_flow(
+    project: str,
+    flow_name: str,
+    entity_names: list[str],
+    coordinator_run_id: str,
+    run_type: str | None = None,
+    variables: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One hygge flow: a task per entity; the task runner bounds how many run at once."""
+    futures = [
+        land_entity_task.submit(project, flow_name, name, coordinator_run_id, run_type, variables)
+        for name in entity_names
+    ]
+    results = []
+    for name, future in zip(entity_names, futures, strict=True):
+        value = future.result(raise_on_failure=False)
+        if isinstance(value, BaseException):
+            results.append(
+                {
+                    "flow": flow_name,
+                    "entity": name,
+                    "status": "fail",
+                    "rows": 0,
+                    "duration": 0.0,
+                    "watermark_before": None,
+                    "watermark_after": None,
+                    "message": str(value),
+                }
+            )
+        else:
+            results.append(value)
+    return results
+
+
+@flow(name="land")
+def land(
+    project: str = ".",
+    flows: list[str] | None = None,
+    entities: list[str] | None = None,
+    run_type: str | None = None,
+    concurrency: int | None = None,
+    variables: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Land the selected flows and entities of a hygge project (all of them by default)."""
+    logger = get_run_logger()
+    loaded = _load(project, variables)
+    chosen = loaded.select(flows or [], entities or [])
+    coordinator_run_id = str(flow_run.id or new_id())
+    by_flow: dict[str, list[str]] = {}
+    for entity in chosen:
+        by_flow.setdefault(entity.flow, []).append(entity.name)
+    results: list[dict[str, Any]] = []
+    for flow_name, names in by_flow.items():
+        workers = concurrency or loaded.flows[flow_name].concurrency or loaded.config.options.concurrency
+        subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+        results.extend(subflow(project, flow_name, names, coordinator_run_id, run_type, variables))
+    failed = [r for r in results if r["status"] != "success"]
+    if not failed:
+        publish_journal(project, [f"{e.flow}.{e.name}" for e in chosen], variables)
+    else:
+        logger.warning(
+            "journal not published: %d entit%s failed", len(failed), "y" if len(failed) == 1 else "ies"
+        )
+    create_table_artifact(
+        key="hygge-land",
+        table=[_row(r) for r in results],
+        description=f"hygge run of {loaded.config.name}: {len(results) - len(failed)} succeeded, {len(failed)} failed",
+    )
+    if failed:
+        raise HyggeError(
+            f"{len(failed)} of {len(results)} entities failed: "
+            + "; ".join(f"{r['flow']}.{r['entity']}: {r['message']}" for r in failed)
+        )
+    return results
+
+
+def _public(result: EntityResult) -> dict[str, Any]:
+    return {
+        "flow": result.flow,
+        "entity": result.entity,
+        "status": result.status,
+        "rows": result.rows,
+        "duration": round(result.duration, 3),
+        "watermark_before": result.watermark_before,
+        "watermark_after": result.watermark_after,
+        "message": result.message,
+    }
+
+
+def _row(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "entity": f"{result['flow']}.{result['entity']}",
+        "status": result["status"],
+        "rows": result["rows"],
+        "seconds": result["duration"],
+        "watermark": f"{result['watermark_before'] or '-'} → {result['watermark_after'] or '-'}",
+        "message": result["message"],
+    }

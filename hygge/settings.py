@@ -1,0 +1,18 @@
+"""Process-wide settings from the environment (`HYGGE_` prefix), e.g. for containers and CI."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HYGGE_", extra="ignore")
+
+    project: str = "."
+    task_retries: int = 2
+    task_retry_delay_seconds: float = 10.0
+    task_retry_jitter: float = 0.5
+
+
+def settings() -> Settings:
+    return Settings()

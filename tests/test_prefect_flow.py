@@ -1,0 +1,124 @@
+"""The `land` Prefect flow under a real (in-process, temporary) Prefect API via prefect_test_harness."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
+
+import hygge.prefect.land as land_module
+from hygge.errors import SourceError
+from hygge.journal import Journal
+from hygge.storage import Storage
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _project(root: Path, tables: int = 3) -> Path:
+    db = root / "src.sqlite"
+    with sqlite3.connect(db) as conn:
+        for i in range(tables):
+            conn.execute(f"CREATE TABLE t{i} (id INTEGER PRIMARY KEY, v TEXT, updated_at DATETIME)")
+            conn.executemany(
+                f"INSERT INTO t{i} VALUES (?, ?, ?)",
+                [(n, f"v{n}", f"2024-01-01 00:00:{n % 60:02d}") for n in range(1, 101)],
+            )
+    (root / "hygge.yml").write_text("name: p\nconnections:\n  src: {type: sqlite, path: src.sqlite}\n")
+    flow_dir = root / "flows" / "f"
+    flow_dir.mkdir(parents=True)
+    entities = "\n".join(f"  - t{i}" for i in range(tables))
+    (flow_dir / "flow.yml").write_text(
+        "home: {type: sql, connection: src}\nstore: {type: delta, path: lake}\nrun_type: incremental\n"
+        f"watermark: {{primary_key: id, watermark_column: updated_at}}\nentities:\n{entities}\n"
+    )
+    return root
+
+
+def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        land_module,
+        "land_entity_task",
+        land_module.land_entity_task.with_options(retries=2, retry_delay_seconds=0, retry_jitter_factor=None),
+    )
+
+
+def _artifact_rows(flow_run_id) -> list[dict]:
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["hygge-land"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+    assert artifacts, "the run made no table artifact"
+    import json
+
+    data = artifacts[0].data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_land_runs_a_task_per_entity_publishes_and_reports(harness, tmp_path, monkeypatch):
+    """Every entity lands as its own task; the journal is published; the artifact has a row per entity."""
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path)
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_completed()
+    results = state.result()
+    assert sorted(r["entity"] for r in results) == ["t0", "t1", "t2"]
+    assert all(r["status"] == "success" and r["rows"] == 100 for r in results)
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=None)
+    names = {t.name for t in tasks}
+    assert {"f.t0", "f.t1", "f.t2"} <= names
+    journal = Journal(Storage.local(root / "lake" / ".hygge_journal"))
+    assert (root / "lake" / ".hygge_journal" / "journal.parquet").exists(), "publish_journal did not compact"
+    assert len([e for e in journal.entries() if e.status == "success"]) == 3
+    rows = _artifact_rows(state.state_details.flow_run_id)
+    assert sorted(r["entity"] for r in rows) == ["f.t0", "f.t1", "f.t2"]
+    assert all(r["status"] == "success" and r["rows"] == 100 for r in rows)
+    assert all("→" in r["watermark"] for r in rows)
+
+
+def test_transient_failure_is_retried(harness, tmp_path, monkeypatch):
+    """A transient source error is retried by Prefect and the run then succeeds."""
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path, tables=1)
+    real = land_module.land_entity
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise SourceError("connection reset by peer", transient=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(land_module, "land_entity", flaky)
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_completed()
+    assert calls["n"] == 2
+
+
+def test_failed_entity_skips_publish_and_shows_the_real_error(harness, tmp_path, monkeypatch):
+    """A permanent failure is not retried, publish_journal does not run, and the flow fails with hygge's
+    own message (not a RetryError)."""
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path)
+    (root / "flows" / "f" / "entities").mkdir()
+    (root / "flows" / "f" / "entities" / "t1.yml").write_text("table: no_such_table\n")
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception) as info:
+        state.result()
+    text = str(info.value)
+    assert "no_such_table" in text and "f.t1" in text and "RetryError" not in text
+    assert not (root / "lake" / ".hygge_journal" / "journal.parquet").exists(), "journal was published"
+    rows = _artifact_rows(state.state_details.flow_run_id)
+    by_entity = {r["entity"]: r for r in rows}
+    assert by_entity["f.t1"]["status"] == "fail"
+    assert by_entity["f.t0"]["status"] == "success"
