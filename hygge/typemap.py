@@ -87,11 +87,12 @@ def map_postgres(col: SourceColumn) -> Mapped:
         "timestamp with time zone": UTC_TS,
         "uuid": pa.string(),
         "bytea": pa.binary(),
-        "json": pa.string(),
-        "jsonb": pa.string(),
     }
     if t in simple:
         return Mapped(n, simple[t])
+    if t in ("json", "jsonb"):
+        # connectorx re-serialises JSON through f64: big or precise numbers would change. Fetch the text.
+        return Mapped(n, pa.string(), "text")
     if t == "numeric":
         return decimal_or_text(n, col.precision, col.scale)
     if t == "money":

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hygge.config.models import ConnectionConfig, ResolvedEntity, SqlHomeConfig
 from hygge.errors import SourceError
@@ -15,6 +16,34 @@ from hygge.homes.sql import connection as conns
 from hygge.homes.sql.dialects import DIALECTS, Dialect
 from hygge.redact import redact
 from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type
+
+# Kinds whose Arrow order is the source's order (strings follow the source's collation: left alone).
+_ORDERED_KINDS = ("int", "decimal", "date", "datetime", "datetime_tz")
+
+
+def _at_or_above(batches: Iterator[pa.RecordBatch], bound: Bound) -> Iterator[pa.RecordBatch]:
+    """Keep only rows at or above `bound`, as the Home contract says.
+
+    A dialect may compare more loosely than the bound (SQLite compares date/time text, so its literal is
+    floored to the second); the rows below the bound were landed by an earlier run, and without a
+    primary key nothing else would remove them again.
+    """
+    if bound.kind not in _ORDERED_KINDS:
+        yield from batches
+        return
+    for batch in batches:
+        values = batch.column(batch.schema.get_field_index(bound.column))
+        try:
+            low = pa.scalar(bound.value, type=values.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a lookback with more decimal places
+            low = pa.scalar(bound.value)
+        keep = pc.fill_null(pc.greater_equal(values, low), False)
+        if pc.all(keep).as_py():
+            yield batch
+        else:
+            kept = batch.filter(keep)
+            if kept.num_rows:
+                yield kept
 
 
 def _connectorx():
@@ -88,7 +117,10 @@ class SqlHome:
             kwargs["partition_on"] = self.config.partition_on
             kwargs["partition_num"] = self.config.partition_num or 2
         raw = self._run(lambda: _connectorx().read_sql(self._url, sql, **kwargs))
-        return pa.RecordBatchReader.from_batches(schema, self._cast(raw, schema))
+        batches = self._cast(raw, schema)
+        if bound is not None:
+            batches = _at_or_above(batches, bound)
+        return pa.RecordBatchReader.from_batches(schema, batches)
 
     # --- internals -----------------------------------------------------------------------------
     def _cast(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
