@@ -240,7 +240,7 @@ def write_hygge_project(project: Path, table: str) -> None:
         flow_dir.mkdir(parents=True, exist_ok=True)
         (flow_dir / "flow.yml").write_text(
             "home: {type: sql, connection: src}\n"
-            f"store: {{type: {scenario.fmt}, path: ${{BENCH_OUT}}/{scenario.name}}}\n"
+            f"store:\n  type: {scenario.fmt}\n  path: \"${{BENCH_OUT}}/{scenario.name}\"\n"
             "run_type: full_drop\n"
             f"entities: [{table}]\n"
         )
