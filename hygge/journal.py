@@ -12,6 +12,7 @@ A failed write raises JournalError: it is never swallowed.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -169,7 +170,13 @@ class Journal:
     # --- compaction ----------------------------------------------------------------------------
     def compact(self) -> int:
         """Fold run objects into the snapshot; returns how many were folded (0 if another holds the lease)."""
-        if not self._take_lease():
+        try:
+            taken = self._take_lease()
+        except Exception as exc:
+            raise JournalError(
+                f"compacting {self.describe()} failed: could not take its lease: {exc}", transient=True
+            ) from exc
+        if not taken:
             return 0
         try:
             paths = self._run_paths()
@@ -197,12 +204,22 @@ class Journal:
                 return True
             except AlreadyExistsError:
                 try:
-                    held = json.loads(self.location.get(LEASE))
+                    raw = self.location.get(LEASE)
+                    held = json.loads(raw)
                 except (NotFoundError, FileNotFoundError, ValueError):
                     continue
                 if held.get("expires", 0) > time.time():
                     return False
-                self.location.delete(LEASE)  # expired: its holder died
+                # Expired: its holder died. Of the processes that saw this very lease expire, only
+                # the one that creates its takeover marker (put-if-absent) may delete it; otherwise
+                # a slower one could delete the lease the winner just took, and two would compact at
+                # once. Markers are tiny and left in place (one per dead holder).
+                marker = f"{LEASE}.takeover-{hashlib.sha256(raw).hexdigest()[:16]}"
+                try:
+                    self.location.put(marker, lease, create_only=True)
+                except AlreadyExistsError:
+                    return False
+                self.location.delete(LEASE)
         return False
 
 

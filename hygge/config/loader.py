@@ -104,7 +104,7 @@ def load_project(
     if flows_dir.is_dir():
         for flow_file in sorted(flows_dir.glob("*/flow.yml")):
             name = flow_file.parent.name
-            raw = _read_yaml(flow_file, env)
+            raw = _read_yaml(flow_file, env, flow=name)
             for key, value in overrides.pop(name, {}).items():
                 _set_path(raw, key, value)
             flow = Flow(name, flow_file, _validate(FlowConfig, raw, flow_file, flow=name))
@@ -144,15 +144,26 @@ def _resolve_entities(flow: Flow, project: ProjectConfig, env: Mapping[str, str]
     entity_dir = flow.file.parent / "entities"
     if entity_dir.is_dir():
         for entity_file in sorted([*entity_dir.glob("*.yml"), *entity_dir.glob("*.yaml")]):
-            raw = _read_yaml(entity_file, env) or {}
+            raw = _read_yaml(entity_file, env, flow=flow.name, entity=entity_file.stem) or {}
             settings = _validate(EntitySettings, raw, entity_file, flow=flow.name, entity=entity_file.stem)
             add(settings.name or entity_file.stem, entity_file, settings)
 
     resolved = []
     for name in order:
-        file, merged = _merge(flow, name, layers[name])
+        file, merged, origins = _merge(flow, name, layers[name])
         if not merged.pop("enabled", True):
             continue
+        watermark = merged["watermark"] or {}
+        if merged["run_type"] == "incremental" and not watermark.get("watermark_column"):
+            raise ConfigError(
+                "run_type incremental needs a watermark column",
+                hint="set watermark.watermark_column (e.g. `watermark: {watermark_column: updated_at}`), "
+                "or use run_type: full_drop",
+                file=str(origins.get("run_type", file)),
+                flow=flow.name,
+                entity=name,
+                field="watermark.watermark_column",
+            )
         if merged["home"].get("type") == "sql" and "connection" in merged["home"]:
             connection = merged["home"]["connection"]
             if connection not in project.connections:
@@ -160,18 +171,29 @@ def _resolve_entities(flow: Flow, project: ProjectConfig, env: Mapping[str, str]
                     f"unknown connection '{connection}'",
                     hint=_did_you_mean(connection, project.connections)
                     or "define it under `connections:` in hygge.yml",
-                    file=str(file),
+                    file=str(origins.get("home.connection", file)),
                     flow=flow.name,
                     entity=name,
                     field="home.connection",
                 )
         resolved.append(
-            _validate(ResolvedEntity, merged, file, flow=flow.name, entity=name, strip_prefix=True)
+            _validate(
+                ResolvedEntity,
+                merged,
+                file,
+                flow=flow.name,
+                entity=name,
+                strip_prefix=True,
+                origins=origins,
+            )
         )
     return resolved
 
 
-def _merge(flow: Flow, name: str, layers: list[tuple[Path, EntitySettings]]) -> tuple[Path, dict]:
+def _merge(
+    flow: Flow, name: str, layers: list[tuple[Path, EntitySettings]]
+) -> tuple[Path, dict, dict[str, Path]]:
+    """Merge the layers; also returns which file set each key (`run_type`, `store.path`, ...)."""
     cfg = flow.config
     merged: dict[str, Any] = {
         "flow": flow.name,
@@ -183,26 +205,37 @@ def _merge(flow: Flow, name: str, layers: list[tuple[Path, EntitySettings]]) -> 
         "columns": {},
         "enabled": True,
     }
+    origins: dict[str, Path] = {key: flow.file for key in ("home", "store", "run_type", "watermark")}
+    for key in ("home", "store", "watermark"):
+        for sub in merged[key] or {}:
+            origins[f"{key}.{sub}"] = flow.file
     last_file = flow.file
-    for settings in [cfg.defaults, *[s for _, s in layers]]:
+    for file, settings in [(flow.file, cfg.defaults), *layers]:
         data = settings.model_dump(exclude_unset=True, by_alias=True)
         data.pop("name", None)
         for key, value in data.items():
-            if key in ("home", "store", "columns"):
-                merged[key] = {**merged[key], **value}
+            # Mappings merge key by key, so an entity can change one home setting or add a
+            # primary key to the flow's watermark column without repeating the rest.
+            if key in ("home", "store", "columns", "watermark") and value is not None:
+                merged[key] = {**(merged[key] or {}), **value}
+                for sub in value:
+                    origins[f"{key}.{sub}"] = file
             else:
                 merged[key] = value
+            origins[key] = file
     for file, _ in layers:
         last_file = file
     merged["file"] = str(last_file)
-    return last_file, merged
+    return last_file, merged, origins
 
 
-def _read_yaml(path: Path, env: Mapping[str, str]) -> Any:
+def _read_yaml(
+    path: Path, env: Mapping[str, str], *, flow: str | None = None, entity: str | None = None
+) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path), flow=flow, entity=entity) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -210,7 +243,11 @@ def _read_yaml(path: Path, env: Mapping[str, str]) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
-            f"invalid YAML{where}: {problem}", hint="check indentation and quoting", file=str(path)
+            f"invalid YAML{where}: {problem}",
+            hint="check indentation and quoting",
+            file=str(path),
+            flow=flow,
+            entity=entity,
         ) from None
     try:
         return expand(data if data is not None else {}, env)
@@ -219,6 +256,8 @@ def _read_yaml(path: Path, env: Mapping[str, str]) -> Any:
             f"environment variable {exc.name} is not set",
             hint=f"export {exc.name}=..., or write ${{{exc.name}:-default}}",
             file=str(path),
+            flow=flow,
+            entity=entity,
             field=exc.path or None,
         ) from None
 
@@ -231,12 +270,16 @@ def _validate(
     flow: str | None = None,
     entity: str | None = None,
     strip_prefix: bool = False,
+    origins: Mapping[str, Path] | None = None,
 ) -> Any:
+    """Validate `data`; the first error becomes a ConfigError. `origins` maps merged keys
+    (`run_type`, `store.path`, ...) to the file that set them, so the error names that file."""
     try:
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = [str(p) for p in error["loc"]]
+        error = _best_error(exc.errors())
+        # Plain unions put the member's name (e.g. 'str', 'EntitySettings') into the location.
+        loc = [str(p) for p in error["loc"] if str(p) not in _UNION_LABELS]
         # Discriminated unions put the tag (e.g. 'sql') into the location; it is not a key.
         if len(loc) >= 2 and loc[0] in ("home", "store") and isinstance(data, dict):
             tag = str((data.get(loc[0]) or {}).get("type"))
@@ -244,9 +287,42 @@ def _validate(
                 loc.pop(1)
         key = ".".join(loc)
         message, hint = _describe(error, model, data, loc)
+        if entity is None and len(loc) >= 2 and loc[0] == "entities" and loc[1].isdigit():
+            items = data.get("entities") if isinstance(data, dict) else None
+            item = items[int(loc[1])] if isinstance(items, list) and int(loc[1]) < len(items) else None
+            entity = item.get("name") if isinstance(item, dict) else item if isinstance(item, str) else None
+        if origins:
+            file = _origin(origins, loc) or file
         raise ConfigError(
             message, hint=hint, file=str(file), flow=flow, entity=entity, field=key or None
         ) from None
+
+
+_UNION_LABELS = {"str", "EntitySettings"}
+
+
+def _best_error(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The error most worth showing: a typo (unknown key) explains a 'missing' sibling, and a
+    mismatch against the `str` member of `str | EntitySettings` is noise when a mapping was given."""
+
+    def rank(error: Mapping[str, Any]) -> int:
+        if error["type"] == "extra_forbidden":
+            return 0
+        if "str" in [str(p) for p in error["loc"]] and error["type"] == "string_type":
+            return 2
+        return 1
+
+    return min(errors, key=rank)
+
+
+def _origin(origins: Mapping[str, Path], loc: list[str]) -> Path | None:
+    candidates = [".".join(loc[:i]) for i in range(len(loc), 0, -1)]
+    if len(loc) == 1 and loc[0] in ("home", "store"):
+        candidates.insert(0, f"{loc[0]}.type")
+    for candidate in candidates:
+        if candidate in origins:
+            return origins[candidate]
+    return None
 
 
 def _describe(
@@ -275,11 +351,15 @@ def _known_keys(model: type[BaseModel], data: Any, loc: list[str]) -> list[str]:
 
     current: Any = model
     node = data
+    mapping_key = False  # the next part is a key of a dict field (e.g. a connection's name)
     for part in loc:
         if isinstance(node, dict):
             node = node.get(part)
         elif isinstance(node, list) and part.isdigit():
             node = node[int(part)]
+        if mapping_key:
+            mapping_key = False
+            continue
         if part.isdigit() or current is None:
             continue
         fld = getattr(current, "model_fields", {}).get(part)
@@ -295,6 +375,7 @@ def _known_keys(model: type[BaseModel], data: Any, loc: list[str]) -> list[str]:
             }
             current = table.get((part, str(node.get("type"))))
             continue
+        mapping_key = getattr(fld.annotation, "__origin__", None) is dict
         current = _model_in(fld.annotation)
     if current is None or not hasattr(current, "model_fields"):
         return []

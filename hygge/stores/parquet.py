@@ -130,7 +130,7 @@ class ParquetStore:
             for batch in reader:
                 if writer is None or file_rows >= self.config.file_rows:
                     close()
-                    name = f"part-{stamp}-{run[:8]}-{len(staged):05d}.parquet"
+                    name = f"part-{stamp}-{run}-{len(staged):05d}.parquet"
                     staged.append((f"{STAGING}/{run}/{name}", name))
                     sink = self.location.open_writer(staged[-1][0])
                     writer = pq.ParquetWriter(
@@ -192,7 +192,7 @@ class ParquetStore:
             removes.append(path)
             if kept.num_rows:
                 kept = kept.select(table.schema.names).cast(table.schema)
-                name = f"part-{stamp}-{request.entity_run_id[:8]}-r{index:05d}.parquet"
+                name = f"part-{stamp}-{request.entity_run_id}-r{index:05d}.parquet"
                 staged = f"{STAGING}/{request.entity_run_id}/{name}"
                 with self.location.open_writer(staged) as sink:
                     pq.write_table(
