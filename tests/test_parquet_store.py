@@ -327,3 +327,16 @@ def test_max_value_and_rows_between(tmp_path: Path) -> None:
     assert store.max_value("at") == dt.datetime(2024, 1, 1, 0, 0, 9, tzinfo=dt.UTC)
     window = store.rows_between("id", 3, 5).sort_by("id")
     assert window.column("id").to_pylist() == [3, 4, 5]
+
+
+def test_old_commit_records_are_pruned(tmp_path: Path) -> None:
+    """recover() keeps only the last few applied commit records, so it does not slow down run after run."""
+    from hygge.stores.parquet import KEEP_COMMIT_RECORDS
+
+    store = make_store(tmp_path)
+    for i in range(KEEP_COMMIT_RECORDS + 5):
+        store.write(reader_of(rows([i])), request(f"run{i:04d}", "incremental"))
+        last = store.recover()
+    assert len(store.location.list(COMMITS)) == KEEP_COMMIT_RECORDS
+    assert last is not None and last.entity_run_id == f"run{KEEP_COMMIT_RECORDS + 4:04d}"
+    assert landed(store).num_rows == KEEP_COMMIT_RECORDS + 5

@@ -25,6 +25,7 @@ from hygge.stores.base import Commit, WriteRequest
 
 STAGING = "_hygge_staging"
 COMMITS = "_hygge_commits"
+KEEP_COMMIT_RECORDS = 10
 
 
 def _stamp() -> str:
@@ -87,6 +88,9 @@ class ParquetStore:
         # Every commit record is applied now, so what is left in staging was never committed.
         for obj in self.location.list(STAGING):
             self.location.delete(obj["path"])
+        # Only the last record is needed (to match it against the journal); keep a few for inspection.
+        for path, _ in records[:-KEEP_COMMIT_RECORDS]:
+            self.location.delete(path)
         if not records:
             return None
         last = records[-1][1]
