@@ -83,6 +83,9 @@ class Storage:
             return False
         return True
 
+    def size(self, path: str) -> int:
+        return int(obstore.head(self.store, path)["size"])
+
     def list(self, prefix: str = "") -> list[dict[str, Any]]:
         if not self.local_path(prefix).exists():
             return []

@@ -80,15 +80,20 @@ class ParquetHomeConfig(Strict):
 HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig, Field(discriminator="type")]
 
 
-class ParquetStoreConfig(Strict):
-    type: Literal["parquet"]
-    path: str
+class FileLayoutSettings(Strict):
+    """How data files are cut: large row groups for readers, bounded memory for hygge."""
+
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
-    row_group_rows: int = Field(default=1_000_000, ge=1)
+    row_group_rows: int = Field(default=250_000, ge=1)
     file_rows: int = Field(default=10_000_000, ge=1)
 
 
-class DeltaStoreConfig(Strict):
+class ParquetStoreConfig(FileLayoutSettings):
+    type: Literal["parquet"]
+    path: str
+
+
+class DeltaStoreConfig(FileLayoutSettings):
     type: Literal["delta"]
     path: str
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from hygge.config.models import DeltaStoreConfig, ParquetStoreConfig, ResolvedEntity
 from hygge.storage import Storage
 from hygge.stores.base import Commit, Store, WriteRequest
+from hygge.stores.files import layout_of
 
 
 def store_root(entity: ResolvedEntity, project_root: Path | None = None) -> Storage:
@@ -23,7 +24,9 @@ def make_store(entity: ResolvedEntity, project_root: Path | None = None) -> Stor
     if isinstance(entity.store, DeltaStoreConfig):
         from hygge.stores.delta import DeltaStore
 
-        return DeltaStore(location, app_id=f"hygge:{entity.flow}.{entity.name}")
+        return DeltaStore(
+            location, app_id=f"hygge:{entity.flow}.{entity.name}", layout=layout_of(entity.store)
+        )
     raise TypeError(f"no store for {type(entity.store).__name__}")
 
 

@@ -6,14 +6,18 @@ rerun can tell whether an interrupted run already committed, and a repeated comm
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import time
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hygge.errors import StoreError
+from hygge.errors import HyggeError, StoreError
 from hygge.storage import Storage
 from hygge.stores.base import Commit, WriteRequest
+from hygge.stores.files import FileLayout, WrittenFile, write_files
 
 RUN_ID_KEY = "hygge.entity_run_id"
 RUN_TYPE_KEY = "hygge.run_type"
@@ -24,9 +28,10 @@ def _quote(name: str) -> str:
 
 
 class DeltaStore:
-    def __init__(self, location: Storage, app_id: str):
+    def __init__(self, location: Storage, app_id: str, layout: FileLayout | None = None):
         self.location = location
         self.app_id = app_id
+        self.layout = layout or FileLayout()
 
     def describe(self) -> str:
         return f"delta {self.location.uri}"
@@ -51,7 +56,7 @@ class DeltaStore:
         return None
 
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
-        from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake import CommitProperties, Transaction
 
         table = self._table()
         if table is not None and (table.transaction_version(self.app_id) or -1) >= request.version:
@@ -61,51 +66,64 @@ class DeltaStore:
             custom_metadata={RUN_ID_KEY: request.entity_run_id, RUN_TYPE_KEY: request.run_type},
             app_transactions=[Transaction(self.app_id, request.version)],
         )
-        options = self.location.options or None
         try:
-            if request.run_type == "full_drop":
-                write_deltalake(
-                    self.location.uri,
-                    reader,
-                    mode="overwrite",
-                    schema_mode="overwrite",
-                    commit_properties=props,
-                    storage_options=options,
-                )
-            elif table is None or not request.primary_key:
-                write_deltalake(
-                    self.location.uri,
-                    reader,
-                    mode="append",
-                    schema_mode="merge",
-                    commit_properties=props,
-                    storage_options=options,
-                )
+            if request.run_type == "incremental" and request.primary_key and table is not None:
+                self._merge(table, reader, request.primary_key, props)
             else:
-                predicate = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in request.primary_key)
-                (
-                    table.merge(
-                        source=reader,
-                        predicate=predicate,
-                        source_alias="s",
-                        target_alias="t",
-                        commit_properties=props,
-                        streamed_exec=True,
-                    )
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute()
-                )
+                mode = "overwrite" if request.run_type == "full_drop" else "append"
+                self._commit_files(table, reader, request, props, mode)
+        except HyggeError:
+            raise
         except Exception as exc:
-            from hygge.errors import HyggeError
-
-            if isinstance(exc, HyggeError):
-                raise
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, HyggeError):
-                raise cause from None
             raise StoreError(f"writing {self.describe()} failed: {exc}") from exc
         return self.recover() or Commit(request.entity_run_id, request.run_type)
+
+    def _commit_files(
+        self, table: Any, reader: pa.RecordBatchReader, request: WriteRequest, props: Any, mode: str
+    ) -> None:
+        """Stream into parquet files beside the log (invisible until committed), then commit them."""
+        from deltalake import Schema
+        from deltalake.transaction import AddAction, create_table_with_add_actions
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        run = request.entity_run_id
+        written = write_files(
+            reader, reader.schema, self.location, lambda n: f"part-{stamp}-{run}-{n:05d}.parquet", self.layout
+        )
+        now_ms = int(time.time() * 1000)
+        adds = [AddAction(f.path, f.size, {}, now_ms, True, _stats(f)) for f in written]
+        try:
+            if table is None:
+                create_table_with_add_actions(
+                    self.location.uri,
+                    Schema.from_arrow(reader.schema),
+                    adds,
+                    mode="overwrite",
+                    storage_options=self.location.options or None,
+                    commit_properties=props,
+                )
+            else:
+                table.create_write_transaction(adds, mode=mode, schema=reader.schema, commit_properties=props)
+        except BaseException:
+            for f in written:
+                self.location.delete(f.path)
+            raise
+
+    def _merge(self, table: Any, reader: pa.RecordBatchReader, keys: list[str], props: Any) -> None:
+        predicate = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in keys)
+        (
+            table.merge(
+                source=reader,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=props,
+                streamed_exec=True,
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
 
     def max_value(self, column: str) -> Any:
         table = self._table()
@@ -124,3 +142,19 @@ class DeltaStore:
     def scan(self) -> pa.Table:
         table = self._table()
         return table.to_pyarrow_table() if table is not None else pa.table({})
+
+
+def _stats(file: WrittenFile) -> str:
+    """Delta file statistics: row count and per-column null counts, no min/max.
+
+    deltalake's own readers turn a column missing from minValues into a `>= null` bound and prune the
+    file, and exact min/max for timestamps and decimals have no lossless JSON form; so hygge states
+    only what it can state exactly. Readers then scan every file (no data skipping).
+    """
+    meta = file.metadata
+    nulls: dict[str, int] = {}
+    for index, field in enumerate(meta.schema.to_arrow_schema()):
+        counts = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
+        if all(stats is not None and stats.has_null_count for stats in counts):
+            nulls[field.name] = sum(stats.null_count for stats in counts)
+    return json.dumps({"numRecords": file.rows, "nullCount": nulls})

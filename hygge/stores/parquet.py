@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from hygge.config.models import ParquetStoreConfig
 from hygge.errors import StoreError
 from hygge.storage import NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
+from hygge.stores.files import layout_of, write_files
 
 STAGING = "_hygge_staging"
 COMMITS = "_hygge_commits"
@@ -114,48 +116,23 @@ class ParquetStore:
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
         run = request.entity_run_id
         stamp = _stamp()
-        staged: list[tuple[str, str]] = []
-        rows = 0
         keys: list[pa.Table] = []
-        writer: pq.ParquetWriter | None = None
-        sink = None
-        file_rows = 0
-        compression = None if self.config.compression == "none" else self.config.compression
 
-        def close() -> None:
-            nonlocal writer, sink
-            if writer is not None:
-                writer.close()
-                if not sink.closed:  # type: ignore[union-attr]
-                    sink.close()  # type: ignore[union-attr]
-                writer = sink = None
-
-        try:
+        def batches() -> Iterator[pa.RecordBatch]:
             for batch in reader:
-                if writer is None or file_rows >= self.config.file_rows:
-                    close()
-                    name = f"part-{stamp}-{run}-{len(staged):05d}.parquet"
-                    staged.append((f"{STAGING}/{run}/{name}", name))
-                    sink = self.location.open_writer(staged[-1][0])
-                    writer = pq.ParquetWriter(
-                        sink,
-                        reader.schema,
-                        compression=compression or "none",
-                        write_statistics=True,
-                        use_dictionary=True,
-                    )
-                    file_rows = 0
-                writer.write_batch(batch, row_group_size=self.config.row_group_rows)
-                rows += batch.num_rows
-                file_rows += batch.num_rows
                 if request.primary_key and request.run_type == "incremental":
                     keys.append(pa.Table.from_batches([batch.select(request.primary_key)]))
-            close()
-        except BaseException:
-            close()
-            for path, _ in staged:
-                self.location.delete(path)
-            raise
+                yield batch
+
+        written = write_files(
+            batches(),
+            reader.schema,
+            self.location,
+            lambda n: f"{STAGING}/{run}/part-{stamp}-{run}-{n:05d}.parquet",
+            layout_of(self.config),
+        )
+        staged = [(f.path, f.path.rsplit("/", 1)[1]) for f in written]
+        rows = sum(f.rows for f in written)
 
         removes: list[str] = []
         adds = list(staged)
@@ -198,12 +175,12 @@ class ParquetStore:
                 kept = kept.select(table.schema.names).cast(table.schema)
                 name = f"part-{stamp}-{request.entity_run_id}-r{index:05d}.parquet"
                 staged = f"{STAGING}/{request.entity_run_id}/{name}"
-                with self.location.open_writer(staged) as sink:
-                    pq.write_table(
-                        kept,
-                        sink,
-                        row_group_size=self.config.row_group_rows,
-                        compression=self.config.compression if self.config.compression != "none" else "none",
-                    )
+                write_files(
+                    kept.to_batches(),
+                    table.schema,
+                    self.location,
+                    lambda _, target=staged: target,
+                    layout_of(self.config),
+                )
                 rewrites.append((staged, name))
         return rewrites, removes
