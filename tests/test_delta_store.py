@@ -98,7 +98,9 @@ def test_failure_mid_stream_leaves_no_files(tmp_path: Path) -> None:
         raise SourceError("boom")
 
     with pytest.raises(SourceError):
-        s.write(pa.RecordBatchReader.from_batches(SCHEMA, failing()), WriteRequest("full_drop", "run2", 2, []))
+        s.write(
+            pa.RecordBatchReader.from_batches(SCHEMA, failing()), WriteRequest("full_drop", "run2", 2, [])
+        )
     assert sorted(p.name for p in tmp_path.glob("*.parquet")) == before
     assert s.scan().sort_by("id").equals(table(range(30)))
 

@@ -66,7 +66,7 @@ class SqlHomeConfig(Strict):
     type: Literal["sql"]
     connection: str
     db_schema: str | None = Field(default=None, alias="schema")
-    batch_size: int = Field(default=200_000, ge=1)
+    batch_size: int = Field(default=50_000, ge=1)
     partition_on: str | None = None
     partition_num: int | None = Field(default=None, ge=2)
 
@@ -74,7 +74,7 @@ class SqlHomeConfig(Strict):
 class ParquetHomeConfig(Strict):
     type: Literal["parquet"]
     path: str = Field(description="Folder holding one sub-folder or file per entity")
-    batch_size: int = Field(default=200_000, ge=1)
+    batch_size: int = Field(default=50_000, ge=1)
 
 
 HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig, Field(discriminator="type")]
@@ -84,7 +84,7 @@ class FileLayoutSettings(Strict):
     """How data files are cut: large row groups for readers, bounded memory for hygge."""
 
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
-    row_group_rows: int = Field(default=250_000, ge=1)
+    row_group_rows: int = Field(default=150_000, ge=1)
     file_rows: int = Field(default=10_000_000, ge=1)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hygge.storage import Storage
@@ -26,7 +27,7 @@ class WrittenFile:
 
 @dataclass(frozen=True)
 class FileLayout:
-    row_group_rows: int = 250_000
+    row_group_rows: int = 150_000
     file_rows: int = 10_000_000
     compression: str = "snappy"
 
@@ -47,11 +48,19 @@ def write_files(
     def open_file() -> None:
         path = name(len(written))
         sink = location.open_writer(path)
+        if "dictionary" not in state:
+            state["dictionary"] = dictionary_columns(pending[0]) if pending else False
         state.update(
             path=path,
             sink=sink,
             rows=0,
-            writer=pq.ParquetWriter(sink, schema, compression=layout.compression, write_statistics=True),
+            writer=pq.ParquetWriter(
+                sink,
+                schema,
+                compression=layout.compression,
+                write_statistics=True,
+                use_dictionary=state["dictionary"],
+            ),
         )
 
     def close_file() -> None:
@@ -101,6 +110,21 @@ def write_files(
             location.delete(done.path)
         raise
     return written
+
+
+def dictionary_columns(sample: pa.RecordBatch, ratio: float = 0.2) -> list[str]:
+    """Columns worth dictionary encoding, judged on the first batch: few distinct values per row.
+
+    A dictionary's hash table grows with the distinct values of a whole row group, so encoding a
+    unique column (ids, free text, uuids) costs memory and gains nothing.
+    """
+    chosen = []
+    for field, column in zip(sample.schema, sample.columns, strict=True):
+        if pa.types.is_boolean(field.type) or not sample.num_rows:
+            continue
+        if pc.count_distinct(column).as_py() <= ratio * sample.num_rows:
+            chosen.append(field.name)
+    return chosen
 
 
 def layout_of(config: object) -> FileLayout:
