@@ -21,7 +21,9 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project folder (holds hygge.yml)")]
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", envvar="HYGGE_PROJECT", help="Project folder (holds hygge.yml)")
+]
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -117,15 +117,18 @@ def land_flow(
 
 @flow(name="land")
 def land(
-    project: str = ".",
+    project: str | None = None,
     flows: list[str] | None = None,
     entities: list[str] | None = None,
     run_type: str | None = None,
     concurrency: int | None = None,
     variables: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Land the selected flows and entities of a hygge project (all of them by default)."""
+    """Land the selected flows and entities of a hygge project (all of them by default).
+
+    `project` defaults to HYGGE_PROJECT (else the working folder)."""
     logger = get_run_logger()
+    project = project or settings().project
     loaded = _load(project, variables)
     chosen = loaded.select(flows or [], entities or [])
     coordinator_run_id = str(flow_run.id or new_id())
