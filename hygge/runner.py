@@ -100,20 +100,7 @@ def land_entity(
     journal = journal_for(entity, project)
     where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
     mark = entity.watermark
-    entry = Entry(
-        entity_run_id=entity_run_id,
-        coordinator_run_id=ids.coordinator_run_id,
-        flow_run_id=ids.flow_run_id,
-        coordinator=ids.coordinator,
-        flow=entity.flow,
-        entity=entity.name,
-        start_time=start,
-        finish_time=start,
-        status="fail",
-        run_type=run_type,
-        primary_key=",".join(mark.primary_key) if mark and mark.primary_key else None,
-        watermark_column=mark.watermark_column if mark else None,
-    )
+    entry = _entry(entity, ids, entity_run_id, run_type, start, "fail")
     result = EntityResult(entity.flow, entity.name, "fail", run_type, entity_run_id=entity_run_id)
     guard = _Guard()
     observer = _Observer(None, on_rows)
@@ -224,29 +211,35 @@ def _recover(
         return
     mark = entity.watermark
     value = store.max_value(mark.watermark_column) if mark and mark.watermark_column and kind else None
-    now = _now()
-    journal.record(
-        Entry(
-            entity_run_id=commit.entity_run_id,
-            coordinator_run_id=ids.coordinator_run_id,
-            flow_run_id=ids.flow_run_id,
-            coordinator=ids.coordinator,
-            flow=entity.flow,
-            entity=entity.name,
-            start_time=now,
-            finish_time=now,
-            status="success",
-            run_type=commit.run_type or run_type,
-            row_count=commit.rows,
-            duration=0.0,
-            primary_key=",".join(mark.primary_key) if mark else None,
-            watermark_column=mark.watermark_column if mark else None,
-            watermark_type=kind,
-            watermark=wm.to_text(value, kind) if value is not None and kind else None,
-            message="recovered: the store committed this run but the journal did not record it",
-            store=store.describe(),
-            store_commit=commit.detail,
-        )
+    entry = _entry(entity, ids, commit.entity_run_id, commit.run_type or run_type, _now(), "success")
+    entry.row_count = commit.rows
+    entry.duration = 0.0
+    entry.watermark_type = kind
+    entry.watermark = wm.to_text(value, kind) if value is not None and kind else None
+    entry.message = "recovered: the store committed this run but the journal did not record it"
+    entry.store = store.describe()
+    entry.store_commit = commit.detail
+    journal.record(entry)
+
+
+def _entry(
+    entity: ResolvedEntity, ids: RunIds, run_id: str, run_type: str, start: dt.datetime, status: str
+) -> Entry:
+    """A journal row with what is known before anything is read."""
+    mark = entity.watermark
+    return Entry(
+        entity_run_id=run_id,
+        coordinator_run_id=ids.coordinator_run_id,
+        flow_run_id=ids.flow_run_id,
+        coordinator=ids.coordinator,
+        flow=entity.flow,
+        entity=entity.name,
+        start_time=start,
+        finish_time=start,
+        status=status,
+        run_type=run_type,
+        primary_key=",".join(mark.primary_key) if mark and mark.primary_key else None,
+        watermark_column=mark.watermark_column if mark else None,
     )
 
 

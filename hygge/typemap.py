@@ -45,6 +45,12 @@ class Mapped:
     note: str | None = None
 
 
+def _unsupported(name: str, data_type: str, hint: str) -> SourceError:
+    return SourceError(
+        f"column '{name}' has type {data_type}, which hygge cannot land", hint=hint, field=name
+    )
+
+
 def decimal_or_text(name: str, precision: int | None, scale: int | None) -> Mapped:
     """Exact decimal; fetched as text when connectorx's decimal(38,10) cannot hold it exactly."""
     if precision is None:
@@ -109,11 +115,7 @@ def map_postgres(col: SourceColumn) -> Mapped:
         "bit varying",
     ):
         return Mapped(n, pa.string(), "text", f"{t} landed as text")
-    raise SourceError(
-        f"column '{n}' has type {t}, which hygge cannot land",
-        hint="select it through a `query:` entity with an explicit CAST",
-        field=n,
-    )
+    raise _unsupported(n, t, "select it through a `query:` entity with an explicit CAST")
 
 
 def map_mssql(col: SourceColumn) -> Mapped:
@@ -155,10 +157,8 @@ def map_mssql(col: SourceColumn) -> Mapped:
         return Mapped(n, pa.decimal128(10, 4), "money")
     if t in ("time", "xml", "sql_variant", "hierarchyid"):
         return Mapped(n, pa.string(), "text", f"{t} landed as text")
-    raise SourceError(
-        f"column '{n}' has type {t}, which hygge cannot land",
-        hint="select it through a `query:` entity with an explicit CAST (e.g. col.STAsText())",
-        field=n,
+    raise _unsupported(
+        n, t, "select it through a `query:` entity with an explicit CAST (e.g. col.STAsText())"
     )
 
 
@@ -208,11 +208,7 @@ def map_mysql(col: SourceColumn) -> Mapped:
         return decimal_or_text(n, col.precision, col.scale)
     if t in ("time", "bit"):
         return Mapped(n, pa.string(), "text", f"{t} landed as text")
-    raise SourceError(
-        f"column '{n}' has type {t}, which hygge cannot land",
-        hint="select it through a `query:` entity with an explicit CAST",
-        field=n,
-    )
+    raise _unsupported(n, t, "select it through a `query:` entity with an explicit CAST")
 
 
 def map_sqlite(col: SourceColumn) -> Mapped:
