@@ -46,9 +46,9 @@ def check_writable(name: str, location: Storage) -> Check:
         location.put(probe, b"probe", create_only=True)
         location.list()
         location.delete(probe)
-        return Check(name, True, f"{location.uri} is writable (list, write, delete)")
+        return Check(name, True, f"{location.describe()} is writable (list, write, delete)")
     except (HyggeError, OSError, Exception) as exc:
-        return Check(name, False, f"{location.uri}: {exc}")
+        return Check(name, False, f"{location.describe()}: {exc}")
 
 
 def check_project(project: Project) -> list[Check]:

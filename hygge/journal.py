@@ -103,7 +103,7 @@ class Journal:
         self.location = location
 
     def describe(self) -> str:
-        return f"journal {self.location.uri}"
+        return f"journal {self.location.describe()}"
 
     # --- writing -------------------------------------------------------------------------------
     def record(self, entry: Entry) -> None:

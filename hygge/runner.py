@@ -62,7 +62,7 @@ class EntityResult:
 def journal_for(entity: ResolvedEntity, project: Project) -> Journal:
     """The journal an entity's runs go to: the project's `journal.path`, else beside its store."""
     if project.config.journal.path:
-        return Journal(Storage.at(project.config.journal.path, project.root))
+        return Journal(Storage.at(project.config.journal.path, project.root, project.config.journal))
     return Journal(store_root(entity, project.root).child(".hygge_journal"))
 
 

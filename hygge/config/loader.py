@@ -98,6 +98,11 @@ def load_project(
     env = os.environ if env is None else env
     project_file = root / PROJECT_FILE
     project = _validate(ProjectConfig, _read_yaml(project_file, env), project_file)
+    inline = _named_credential(project.journal, project, "journal.credential", {"file": str(project_file)})
+    if inline is not None:
+        project = project.model_copy(
+            update={"journal": project.journal.model_copy(update={"credential": inline})}
+        )
     overrides = _flow_overrides(variables or {}, project_file)
     flows_dir = root / project.flows_dir
     flows: dict[str, Flow] = {}
@@ -176,18 +181,39 @@ def _resolve_entities(flow: Flow, project: ProjectConfig, env: Mapping[str, str]
                     entity=name,
                     field="home.connection",
                 )
-        resolved.append(
-            _validate(
-                ResolvedEntity,
-                merged,
-                file,
-                flow=flow.name,
-                entity=name,
-                strip_prefix=True,
-                origins=origins,
-            )
+        entity = _validate(
+            ResolvedEntity,
+            merged,
+            file,
+            flow=flow.name,
+            entity=name,
+            strip_prefix=True,
+            origins=origins,
         )
+        updates = {}
+        for part in ("home", "store"):
+            settings = getattr(entity, part)
+            where = {"file": str(origins.get(f"{part}.credential", file)), "flow": flow.name, "entity": name}
+            inline = _named_credential(settings, project, f"{part}.credential", where)
+            if inline is not None:
+                updates[part] = settings.model_copy(update={"credential": inline})
+        resolved.append(entity.model_copy(update=updates) if updates else entity)
     return resolved
+
+
+def _named_credential(settings: Any, project: ProjectConfig, field: str, where: dict[str, str]) -> Any:
+    """Replace a credential given by name with the settings it names (None: nothing to replace)."""
+    name = getattr(settings, "credential", None)
+    if not isinstance(name, str):
+        return None
+    if name not in project.credentials:
+        raise ConfigError(
+            f"unknown credential '{name}'",
+            hint=_did_you_mean(name, project.credentials) or "define it under `credentials:` in hygge.yml",
+            field=field,
+            **where,
+        )
+    return project.credentials[name]
 
 
 def _merge(

@@ -41,12 +41,49 @@ class ConnectionConfig(Strict):
         return self
 
 
+class AzureCredentialConfig(Strict):
+    """How hygge authenticates to Azure Storage / OneLake. Secrets stay SecretStr."""
+
+    type: Literal[
+        "default", "managed_identity", "service_principal", "cli", "account_key", "sas", "connection_string"
+    ] = "default"
+    client_id: str | None = Field(default=None, description="user-assigned identity, or the app (SP)")
+    tenant_id: str | None = None
+    client_secret: SecretStr | None = None
+    account_key: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    connection_string: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AzureCredentialConfig:
+        needs = {
+            "service_principal": ("tenant_id", "client_id", "client_secret"),
+            "account_key": ("account_key",),
+            "sas": ("sas_token",),
+            "connection_string": ("connection_string",),
+        }.get(self.type, ())
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"credential type {self.type} needs {', '.join(missing)}")
+        return self
+
+
 class Options(Strict):
     concurrency: int = Field(default=4, ge=1, le=256)
     continue_on_error: bool = True
 
 
-class JournalConfig(Strict):
+class RemoteSettings(Strict):
+    """What a remote location needs besides its URL (all optional for local folders)."""
+
+    credential: str | AzureCredentialConfig | None = Field(
+        default=None, description="a name under `credentials:` in hygge.yml, or the settings inline"
+    )
+    account: str | None = Field(default=None, description="storage account, for az:// locations")
+    endpoint: str | None = Field(default=None, description="custom blob endpoint, e.g. Azurite's")
+
+
+class JournalConfig(RemoteSettings):
     path: str | None = Field(
         default=None, description="Folder of the journal; default <store root>/.hygge_journal"
     )
@@ -59,6 +96,7 @@ class ProjectConfig(Strict):
     flows_dir: str = "flows"
     options: Options = Field(default_factory=Options)
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
+    credentials: dict[str, AzureCredentialConfig] = Field(default_factory=dict)
     journal: JournalConfig = Field(default_factory=JournalConfig)
 
 
@@ -71,7 +109,7 @@ class SqlHomeConfig(Strict):
     partition_num: int | None = Field(default=None, ge=2)
 
 
-class ParquetHomeConfig(Strict):
+class ParquetHomeConfig(RemoteSettings):
     type: Literal["parquet"]
     path: str = Field(description="Folder holding one sub-folder or file per entity")
     batch_size: int = Field(default=50_000, ge=1)
@@ -80,7 +118,7 @@ class ParquetHomeConfig(Strict):
 HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig, Field(discriminator="type")]
 
 
-class FileLayoutSettings(Strict):
+class FileLayoutSettings(RemoteSettings):
     """How data files are cut: large row groups for readers, bounded memory for hygge."""
 
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
@@ -98,7 +136,39 @@ class DeltaStoreConfig(FileLayoutSettings):
     path: str
 
 
-StoreConfig = Annotated[ParquetStoreConfig | DeltaStoreConfig, Field(discriminator="type")]
+class AdlsStoreConfig(FileLayoutSettings):
+    """ADLS Gen2: account, container and a folder; `format` picks Delta or parquet files."""
+
+    type: Literal["adls"]
+    format: Literal["delta", "parquet"] = "delta"
+    account: str  # type: ignore[assignment]
+    container: str
+    path: str = ""
+
+    @property
+    def location(self) -> str:
+        if self.endpoint:
+            return f"az://{self.container}/{self.path}".rstrip("/")
+        return f"abfss://{self.container}@{self.account}.dfs.core.windows.net/{self.path}".rstrip("/")
+
+
+class OneLakeStoreConfig(FileLayoutSettings):
+    """OneLake: workspace and item (names or GUIDs) and a folder under the item's Files/ or Tables/."""
+
+    type: Literal["onelake"]
+    format: Literal["delta", "parquet"] = "delta"
+    workspace: str
+    item: str = Field(description="<name>.<ItemType> (e.g. Sales.Lakehouse) or the item's GUID")
+    path: str = Field(default="Files/hygge", description="below the item: Files/<folder> or Tables/<folder>")
+
+    @property
+    def location(self) -> str:
+        return f"https://onelake.dfs.fabric.microsoft.com/{self.workspace}/{self.item}/{self.path.strip('/')}"
+
+
+StoreConfig = Annotated[
+    ParquetStoreConfig | DeltaStoreConfig | AdlsStoreConfig | OneLakeStoreConfig, Field(discriminator="type")
+]
 
 
 class WatermarkConfig(Strict):

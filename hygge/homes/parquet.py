@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import glob
+import fnmatch
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,8 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from hygge.config.models import ParquetHomeConfig, ResolvedEntity
-from hygge.errors import SourceError
+from hygge.errors import HyggeError, SourceError
 from hygge.homes.base import Bound
+from hygge.storage import Storage
 from hygge.typemap import cast_batch, parse_arrow_type
 
 
@@ -21,46 +23,45 @@ class ParquetHome:
         assert isinstance(entity.home, ParquetHomeConfig)
         self.entity = entity
         self.config = entity.home
-        base = Path(self.config.path)
-        if not base.is_absolute() and project_root is not None:
-            base = project_root / base
-        self.location = base / (entity.path or entity.name)
+        try:
+            self.base = Storage.at(self.config.path, project_root, self.config)
+        except HyggeError as exc:
+            raise exc.with_context(file=entity.file, flow=entity.flow, entity=entity.name) from None
+        self.pattern = (entity.path or entity.name).strip("/")
         self._dataset: ds.Dataset | None = None
 
     def describe(self) -> str:
-        return f"parquet {self.location}"
+        return f"parquet {self.base.describe()}/{self.pattern}"
 
     def _files(self) -> list[str]:
-        text = str(self.location)
-        if any(ch in text for ch in "*?["):
-            return sorted(glob.glob(text, recursive=True))
-        for candidate in (self.location, self.location.with_suffix(".parquet")):
-            if candidate.is_file():
-                return [str(candidate)]
-            if candidate.is_dir():
-                return sorted(
-                    str(p)
-                    for p in candidate.rglob("*.parquet")
-                    if not any(part.startswith(("_", ".")) for part in p.relative_to(candidate).parts)
-                )
-        return []
+        """Files under the base: a glob, a single file (with or without .parquet), or a folder."""
+        if any(ch in self.pattern for ch in "*?["):
+            prefix = re.split(r"[*?\[]", self.pattern, maxsplit=1)[0].rsplit("/", 1)[0]
+            names = [o["path"] for o in self.base.list(prefix)]
+            return sorted(n for n in names if fnmatch.fnmatchcase(n, self.pattern) and _visible(n))
+        for candidate in (self.pattern, f"{self.pattern}.parquet"):
+            if candidate.endswith(".parquet") and self.base.exists(candidate):
+                return [candidate]
+        names = [o["path"] for o in self.base.list(self.pattern)]
+        return sorted(n for n in names if n.endswith(".parquet") and _visible(n[len(self.pattern) + 1 :]))
 
     def dataset(self) -> ds.Dataset:
         if self._dataset is None:
             files = self._files()
             if not files:
                 raise SourceError(
-                    f"no parquet files at {self.location}",
+                    f"no parquet files at {self.describe()}",
                     hint="check the home's `path` and the entity's `path`",
                     flow=self.entity.flow,
                     entity=self.entity.name,
                     field="path",
                 )
+            filesystem, paths = self.base.dataset_paths(files)
             try:
-                self._dataset = ds.dataset(files, format="parquet")
+                self._dataset = ds.dataset(paths, format="parquet", filesystem=filesystem)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise SourceError(
-                    f"cannot open parquet at {self.location}: {exc}",
+                    f"cannot open parquet at {self.describe()}: {exc}",
                     flow=self.entity.flow,
                     entity=self.entity.name,
                 ) from None
@@ -91,3 +92,8 @@ class ParquetHome:
         scanner = self.dataset().scanner(filter=predicate, batch_size=self.config.batch_size)
         batches = (cast_batch(b, schema) for b in scanner.to_batches() if b.num_rows)
         return pa.RecordBatchReader.from_batches(schema, batches)
+
+
+def _visible(relative: str) -> bool:
+    """Parquet readers skip names starting with '_' or '.' (staging, markers): so does hygge."""
+    return not any(part.startswith(("_", ".")) for part in relative.split("/"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hygge.config.models import DeltaStoreConfig, ParquetStoreConfig, ResolvedEntity
+from hygge.config.models import AdlsStoreConfig, OneLakeStoreConfig, ResolvedEntity
+from hygge.errors import HyggeError
 from hygge.storage import Storage
 from hygge.stores.base import Commit, Store, WriteRequest
 from hygge.stores.files import layout_of
@@ -12,16 +13,27 @@ from hygge.stores.files import layout_of
 
 def store_root(entity: ResolvedEntity, project_root: Path | None = None) -> Storage:
     """The folder that holds every entity of the entity's store (and, by default, the journal)."""
-    return Storage.at(entity.store.path, project_root)
+    config = entity.store
+    text = config.location if isinstance(config, AdlsStoreConfig | OneLakeStoreConfig) else config.path
+    try:
+        return Storage.at(text, project_root, config)
+    except HyggeError as exc:
+        raise exc.with_context(file=entity.file, flow=entity.flow, entity=entity.name) from None
+
+
+def store_format(entity: ResolvedEntity) -> str:
+    config = entity.store
+    return config.format if isinstance(config, AdlsStoreConfig | OneLakeStoreConfig) else config.type
 
 
 def make_store(entity: ResolvedEntity, project_root: Path | None = None) -> Store:
     location = store_root(entity, project_root).child(entity.name)
-    if isinstance(entity.store, ParquetStoreConfig):
+    kind = store_format(entity)
+    if kind == "parquet":
         from hygge.stores.parquet import ParquetStore
 
         return ParquetStore(location, entity.store)
-    if isinstance(entity.store, DeltaStoreConfig):
+    if kind == "delta":
         from hygge.stores.delta import DeltaStore
 
         return DeltaStore(

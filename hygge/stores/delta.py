@@ -34,14 +34,14 @@ class DeltaStore:
         self.layout = layout or FileLayout()
 
     def describe(self) -> str:
-        return f"delta {self.location.uri}"
+        return f"delta {self.location.describe()}"
 
     def _table(self) -> Any | None:
         from deltalake import DeltaTable
 
-        if not DeltaTable.is_deltatable(self.location.uri, storage_options=self.location.options or None):
+        if not DeltaTable.is_deltatable(self.location.uri, storage_options=self.location.options()):
             return None
-        return DeltaTable(self.location.uri, storage_options=self.location.options or None)
+        return DeltaTable(self.location.uri, storage_options=self.location.options())
 
     def recover(self) -> Commit | None:
         table = self._table()
@@ -99,7 +99,7 @@ class DeltaStore:
                     Schema.from_arrow(reader.schema),
                     adds,
                     mode="overwrite",
-                    storage_options=self.location.options or None,
+                    storage_options=self.location.options(),
                     commit_properties=props,
                 )
             else:

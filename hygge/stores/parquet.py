@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from hygge.config.models import ParquetStoreConfig
+from hygge.config.models import FileLayoutSettings
 from hygge.errors import StoreError
 from hygge.storage import NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
@@ -35,12 +35,12 @@ def _stamp() -> str:
 
 
 class ParquetStore:
-    def __init__(self, location: Storage, config: ParquetStoreConfig):
+    def __init__(self, location: Storage, config: FileLayoutSettings):
         self.location = location
         self.config = config
 
     def describe(self) -> str:
-        return f"parquet {self.location.uri}"
+        return f"parquet {self.location.describe()}"
 
     # --- reading what landed -------------------------------------------------------------------
     def data_files(self) -> list[str]:
@@ -54,7 +54,8 @@ class ParquetStore:
         files = self.data_files()
         if not files:
             return None
-        return ds.dataset([str(self.location.local_path(f)) for f in files], format="parquet")
+        filesystem, paths = self.location.dataset_paths(files)
+        return ds.dataset(paths, format="parquet", filesystem=filesystem)
 
     def scan(self) -> pa.Table:
         dataset = self._dataset()
@@ -162,13 +163,14 @@ class ParquetStore:
         new_keys = new_keys.group_by(key_names).aggregate([])
         rewrites: list[tuple[str, str]] = []
         removes: list[str] = []
+        filesystem, _ = self.location.filesystem()
         for index, path in enumerate(self.data_files()):
-            local = str(self.location.local_path(path))
-            old_keys = pq.read_table(local, columns=key_names)
+            _, [local] = self.location.dataset_paths([path])
+            old_keys = pq.read_table(local, columns=key_names, filesystem=filesystem)
             hit = old_keys.join(new_keys, keys=key_names, join_type="left semi")
             if hit.num_rows == 0:
                 continue
-            table = pq.read_table(local)
+            table = pq.read_table(local, filesystem=filesystem)
             kept = table.join(new_keys, keys=key_names, join_type="left anti")
             removes.append(path)
             if kept.num_rows:

@@ -1,0 +1,277 @@
+"""Storage: one location plus its credential, as every client needs it.
+
+- `store`: an obstore store (LocalStore or AzureStore) rooted at the location — puts (atomic;
+  put-if-absent with `create_only`), gets, lists, renames, streaming writers;
+- `uri` + `options()`: the URL and object_store options that deltalake and polars take;
+- `filesystem()`: a pyarrow filesystem over the same place for dataset scans.
+Nothing else in hygge builds Azure URLs, clients or option dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import obstore
+import pyarrow as pa
+import pyarrow.fs as pafs
+from obstore.exceptions import AlreadyExistsError, NotFoundError
+from obstore.store import AzureStore, LocalStore
+
+from hygge.config.models import AzureCredentialConfig, RemoteSettings
+from hygge.errors import ConfigError, StoreError
+from hygge.storage.credentials import ResolvedCredential, resolve
+from hygge.storage.location import Location, parse_location
+
+__all__ = ["AlreadyExistsError", "NotFoundError", "Storage"]
+
+_RETRY = {"max_retries": 4, "retry_timeout": dt.timedelta(seconds=60)}
+
+
+@dataclass
+class Storage:
+    """A location (paths given to methods are relative to it, with '/') and its credential."""
+
+    location: Location
+    credential: ResolvedCredential | None = None
+    _store: Any = field(default=None, repr=False)
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def local(cls, path: Path | str) -> Storage:
+        return cls(Location("local", str(Path(path).resolve())))
+
+    @classmethod
+    def at(
+        cls,
+        text: str,
+        base: Path | None = None,
+        settings: RemoteSettings | None = None,
+        credentials: dict[str, AzureCredentialConfig] | None = None,
+    ) -> Storage:
+        """A configured location: a local path (absolute or relative to `base`) or an Azure URL."""
+        account = settings.account if settings else None
+        endpoint = settings.endpoint if settings else None
+        location = parse_location(text, base, account=account, endpoint=endpoint)
+        if location.is_local:
+            return cls(location)
+        named = settings.credential if settings else None
+        if isinstance(named, str):
+            if not credentials or named not in credentials:
+                raise ConfigError(
+                    f"unknown credential '{named}'",
+                    hint="define it under `credentials:` in hygge.yml",
+                    field="credential",
+                )
+            named = credentials[named]
+        resolved = resolve(named, account=location.account, emulator=bool(endpoint))
+        if location.account is None and "account_name" in resolved.options:
+            location = Location(
+                location.kind,
+                location.path,
+                resolved.options["account_name"],
+                location.container,
+                location.endpoint or resolved.options.get("endpoint"),
+            )
+        if location.account is None:
+            raise ConfigError(
+                f"no storage account for {text}", hint="set `account:` next to the path", field="account"
+            )
+        return cls(location, resolved)
+
+    def child(self, *parts: str) -> Storage:
+        return Storage(self.location.child(*parts), self.credential)
+
+    # --- what clients take ---------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return self.location.is_local
+
+    @property
+    def uri(self) -> str:
+        return self.location.url
+
+    def describe(self) -> str:
+        return self.location.describe()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.credential.secrets if self.credential else ()
+
+    def options(self) -> dict[str, str] | None:
+        """object_store options for deltalake and polars (None for local folders). Holds secrets."""
+        if self.is_local:
+            return None
+        assert self.credential is not None
+        options = {"account_name": str(self.location.account), **self.credential.options}
+        if self.location.endpoint:
+            options["endpoint"] = self.location.endpoint
+            options["allow_http"] = str(self.location.endpoint.startswith("http://")).lower()
+        if self.location.kind == "onelake":
+            options["use_fabric_endpoint"] = "true"
+        if self.credential.tokens is not None:
+            options["bearer_token"] = self.credential.tokens.token()
+        return options
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = self._make_store()
+        return self._store
+
+    def _make_store(self) -> Any:
+        if self.is_local:
+            return LocalStore(self.location.path, mkdir=True)
+        assert self.credential is not None
+        config: dict[str, Any] = {"account_name": self.location.account, **self.credential.options}
+        client: dict[str, Any] = {}
+        if self.location.endpoint:
+            config["endpoint"] = self.location.endpoint
+            client["allow_http"] = self.location.endpoint.startswith("http://")
+        if self.location.kind == "onelake":
+            config["use_fabric_endpoint"] = True
+        provider = None
+        if self.credential.tokens is not None:
+            from obstore.auth.azure import AzureCredentialProvider
+
+            provider = AzureCredentialProvider(credential=self.credential.tokens.credential)
+        return AzureStore(
+            container_name=self.location.container,
+            prefix=self.location.path or None,
+            config=config,
+            client_options=client or None,
+            retry_config=_RETRY,
+            credential_provider=provider,
+        )
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """A pyarrow filesystem and the root path within it, for dataset scans."""
+        if self.is_local:
+            return pafs.LocalFileSystem(), self.location.path
+        from obstore.fsspec import FsspecStore
+
+        assert self.credential is not None
+        config: dict[str, Any] = {"account_name": self.location.account, **self.credential.options}
+        client: dict[str, Any] = {}
+        if self.location.endpoint:
+            config["endpoint"] = self.location.endpoint
+            client["allow_http"] = self.location.endpoint.startswith("http://")
+        if self.location.kind == "onelake":
+            config["use_fabric_endpoint"] = True
+        provider = None
+        if self.credential.tokens is not None:
+            from obstore.auth.azure import AzureCredentialProvider
+
+            provider = AzureCredentialProvider(credential=self.credential.tokens.credential)
+        fs = FsspecStore("az", config=config, client_options=client or None, credential_provider=provider)
+        root = f"{self.location.container}/{self.location.path}".rstrip("/")
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), root
+
+    def dataset_paths(self, paths: list[str]) -> tuple[pafs.FileSystem, list[str]]:
+        fs, root = self.filesystem()
+        return fs, [f"{root}/{p}" for p in paths]
+
+    # --- objects -------------------------------------------------------------------------------
+    def put(self, path: str, data: bytes, *, create_only: bool = False) -> None:
+        """Atomic put; with create_only it fails with AlreadyExistsError if the object exists."""
+        obstore.put(self.store, path, data, mode="create" if create_only else "overwrite")
+
+    def get(self, path: str) -> bytes:
+        return bytes(obstore.get(self.store, path).bytes())
+
+    def exists(self, path: str) -> bool:
+        try:
+            obstore.head(self.store, path)
+        except (NotFoundError, FileNotFoundError):
+            return False
+        return True
+
+    def size(self, path: str) -> int:
+        return int(obstore.head(self.store, path)["size"])
+
+    def list(self, prefix: str = "") -> list[dict[str, Any]]:
+        if self.is_local and not Path(self.location.path, prefix).exists():
+            return []
+        found: list[dict[str, Any]] = []
+        try:
+            for chunk in obstore.list(self.store, prefix or None):
+                found.extend(chunk)
+        except (NotFoundError, FileNotFoundError):
+            return []
+        return found
+
+    def delete(self, path: str) -> None:
+        try:
+            obstore.delete(self.store, path)
+        except (NotFoundError, FileNotFoundError):
+            pass
+
+    def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None:
+        """Local: atomic rename. Azure Blob: copy then delete (each object appears atomically)."""
+        obstore.rename(self.store, src, dst, overwrite=overwrite)
+
+    def open_writer(self, path: str) -> Any:
+        """A writable file for streaming writers (pyarrow's ParquetWriter)."""
+        if self.is_local:
+            # Native file: pyarrow writes without crossing back into Python for every chunk.
+            target = Path(self.location.path, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return pa.OSFile(str(target), "wb")
+        return _ObjectWriter(obstore.open_writer(self.store, path))
+
+    def iter_bytes(self, path: str) -> Iterator[bytes]:
+        for chunk in obstore.get(self.store, path):
+            yield bytes(chunk)
+
+
+class _ObjectWriter(io.RawIOBase):
+    """obstore's writer as a file object pyarrow accepts (its `closed` is a method, not a property).
+
+    The object becomes visible only when the writer closes (a committed block list)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._inner.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._inner.close()
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def storage_error(storage: Storage, action: str, exc: BaseException) -> StoreError:
+    """A storage failure as one clear message (secrets masked), transient when retrying can help."""
+    from hygge.redact import redact
+
+    text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, storage.secrets)
+    lowered = str(exc).lower()
+    transient = any(
+        w in lowered
+        for w in ("timed out", "timeout", "connection", "error send", "503", "500", "throttl", "reset")
+    )
+    hint = "check that the location is reachable and the credential may write there"
+    if "authenticationfailed" in lowered or "403" in lowered:
+        hint = "the credential was refused: check the account key, SAS or role assignment (Storage Blob Data Contributor)"
+        transient = False
+    elif "containernotfound" in lowered:
+        hint = "create the container first (hygge never creates containers or OneLake items)"
+        transient = False
+    return StoreError(f"{action} {storage.describe()} failed: {text[:400]}", hint=hint, transient=transient)
