@@ -51,3 +51,31 @@ def pg_db(pg_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- Azurite (Azure Blob emulator) ---------------------------------------------------------
+
+import tempfile  # noqa: E402
+
+from azurite import AzuriteInfo, running_azurite  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteInfo]:
+    """One Azurite blob server for the whole session (tests/azurite.py); yields its AzuriteInfo.
+
+    ``azurite.storage_options`` reaches it from obstore, deltalake and polars. Tests may
+    ``azurite.stop()`` / ``azurite.start()`` it, but must leave it running.
+    """
+    with running_azurite(Path(tempfile.mkdtemp(prefix="hygge-azurite-"))) as info:
+        yield info
+
+
+@pytest.fixture
+def azure_container(azurite: AzuriteInfo) -> Iterator[tuple[AzuriteInfo, str]]:
+    """A fresh, empty blob container ``t<8 hex>`` on the session Azurite: yields (info, name)."""
+    if not azurite.running:  # a previous test stopped it and failed before restarting
+        azurite.start()
+    name = f"t{uuid.uuid4().hex[:8]}"
+    azurite.create_container(name)
+    yield azurite, name

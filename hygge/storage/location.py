@@ -45,8 +45,8 @@ class Location:
         """The URL deltalake and polars take for this place."""
         if self.is_local:
             return self.path
-        if self.endpoint:
-            return f"az://{self.container}/{self.path}".rstrip("/")
+        # Always abfss (with `endpoint` overriding the host for Azurite): deltalake 1.x commits after
+        # version 0 fail on az:// URLs ("Invalid table version"; delta-rs issue 3824).
         host = ONELAKE_DFS if self.kind == "onelake" else f"{self.account}.dfs.core.windows.net"
         return f"abfss://{self.container}@{host}/{self.path}".rstrip("/")
 
