@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import obstore
 import pyarrow as pa
 import pyarrow.fs as pafs
 from obstore.exceptions import AlreadyExistsError, NotFoundError
+from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import AzureStore, LocalStore
 
 from hygge.config.models import AzureCredentialConfig, RemoteSettings
@@ -176,56 +178,84 @@ class Storage:
         return fs, [f"{root}/{p}" for p in paths]
 
     # --- objects -------------------------------------------------------------------------------
+    # Missing objects (NotFoundError) and lost put-if-absent races (AlreadyExistsError) reach the
+    # caller as they are; every other failure becomes one StoreError naming the place and a fix.
+    @contextmanager
+    def _errors(self, action: str, path: str, *, missing_is_error: bool = False) -> Iterator[None]:
+        try:
+            yield
+        except AlreadyExistsError:
+            raise
+        except (NotFoundError, FileNotFoundError) as exc:
+            if not missing_is_error:
+                raise
+            raise storage_error(self, f"{action} {path} in", exc) from None
+        except StoreError:
+            raise
+        except (ObstoreError, OSError) as exc:
+            raise storage_error(self, f"{action} {path} in", exc) from None
+
     def put(self, path: str, data: bytes, *, create_only: bool = False) -> None:
         """Atomic put; with create_only it fails with AlreadyExistsError if the object exists."""
-        obstore.put(self.store, path, data, mode="create" if create_only else "overwrite")
+        with self._errors("writing", path, missing_is_error=True):
+            obstore.put(self.store, path, data, mode="create" if create_only else "overwrite")
 
     def get(self, path: str) -> bytes:
-        return bytes(obstore.get(self.store, path).bytes())
+        with self._errors("reading", path):
+            return bytes(obstore.get(self.store, path).bytes())
 
     def exists(self, path: str) -> bool:
         try:
-            obstore.head(self.store, path)
+            with self._errors("checking", path):
+                obstore.head(self.store, path)
         except (NotFoundError, FileNotFoundError):
             return False
         return True
 
     def size(self, path: str) -> int:
-        return int(obstore.head(self.store, path)["size"])
+        with self._errors("checking", path, missing_is_error=True):
+            return int(obstore.head(self.store, path)["size"])
 
     def list(self, prefix: str = "") -> list[dict[str, Any]]:
         if self.is_local and not Path(self.location.path, prefix).exists():
             return []
         found: list[dict[str, Any]] = []
         try:
-            for chunk in obstore.list(self.store, prefix or None):
-                found.extend(chunk)
+            with self._errors("listing", prefix or "/"):
+                for chunk in obstore.list(self.store, prefix or None):
+                    found.extend(chunk)
         except (NotFoundError, FileNotFoundError):
+            if not self.is_local:
+                raise storage_error(self, "listing", FileNotFoundError("ContainerNotFound")) from None
             return []
         return found
 
     def delete(self, path: str) -> None:
         try:
-            obstore.delete(self.store, path)
+            with self._errors("deleting", path):
+                obstore.delete(self.store, path)
         except (NotFoundError, FileNotFoundError):
             pass
 
     def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None:
         """Local: atomic rename. Azure Blob: copy then delete (each object appears atomically)."""
-        obstore.rename(self.store, src, dst, overwrite=overwrite)
+        with self._errors("renaming", src):
+            obstore.rename(self.store, src, dst, overwrite=overwrite)
 
     def open_writer(self, path: str) -> Any:
         """A writable file for streaming writers (pyarrow's ParquetWriter)."""
         if self.is_local:
             # Native file: pyarrow writes without crossing back into Python for every chunk.
             target = Path(self.location.path, path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            return pa.OSFile(str(target), "wb")
-        return _ObjectWriter(obstore.open_writer(self.store, path))
+            with self._errors("writing", path, missing_is_error=True):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                return pa.OSFile(str(target), "wb")
+        return _ObjectWriter(obstore.open_writer(self.store, path), self, path)
 
     def iter_bytes(self, path: str) -> Iterator[bytes]:
-        for chunk in obstore.get(self.store, path):
-            yield bytes(chunk)
+        with self._errors("reading", path):
+            for chunk in obstore.get(self.store, path):
+                yield bytes(chunk)
 
 
 class _ObjectWriter(io.RawIOBase):
@@ -233,24 +263,29 @@ class _ObjectWriter(io.RawIOBase):
 
     The object becomes visible only when the writer closes (a committed block list)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, storage: Storage, path: str) -> None:
         self._inner = inner
+        self._storage = storage
+        self._path = path
         self._closed = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._inner.write(bytes(data))
+        with self._storage._errors("writing", self._path, missing_is_error=True):
+            self._inner.write(bytes(data))
         return len(data)
 
     def flush(self) -> None:
-        self._inner.flush()
+        with self._storage._errors("writing", self._path, missing_is_error=True):
+            self._inner.flush()
 
     def close(self) -> None:
         if not self._closed:
-            self._inner.close()
             self._closed = True
+            with self._storage._errors("writing", self._path, missing_is_error=True):
+                self._inner.close()
 
     @property
     def closed(self) -> bool:
