@@ -6,6 +6,7 @@ rerun can tell whether an interrupted run already committed, and a repeated comm
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
@@ -106,7 +107,8 @@ class DeltaStore:
                 table.create_write_transaction(adds, mode=mode, schema=reader.schema, commit_properties=props)
         except BaseException:
             for f in written:
-                self.location.delete(f.path)
+                with contextlib.suppress(Exception):  # best effort: the commit error is what counts
+                    self.location.delete(f.path)
             raise
 
     def _merge(self, table: Any, reader: pa.RecordBatchReader, keys: list[str], props: Any) -> None:

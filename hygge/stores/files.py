@@ -7,6 +7,7 @@ Spark prefer large row groups; the gathered batches are not copied). A new file 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -99,17 +100,25 @@ def write_files(
         flush()
         close_file()
     except BaseException:
+        _discard(location, state, written)
+        raise
+    return written
+
+
+def _discard(location: Storage, state: dict, written: list[WrittenFile]) -> None:
+    """Best-effort removal of what a failed write left; the original error is the one that counts
+    (staged names are invisible to readers, and the next run's recovery removes leftovers)."""
+    with contextlib.suppress(Exception):
         if state["writer"] is not None:
             try:
                 state["writer"].close()
             finally:
                 if not state["sink"].closed:
                     state["sink"].close()
-            location.delete(state["path"])
-        for done in written:
-            location.delete(done.path)
-        raise
-    return written
+    paths = ([state["path"]] if state["path"] else []) + [done.path for done in written]
+    for path in paths:
+        with contextlib.suppress(Exception):
+            location.delete(path)
 
 
 def dictionary_columns(sample: pa.RecordBatch, ratio: float = 0.2) -> list[str]:
