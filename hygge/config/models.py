@@ -115,7 +115,13 @@ class ParquetHomeConfig(RemoteSettings):
     batch_size: int = Field(default=50_000, ge=1)
 
 
-HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig, Field(discriminator="type")]
+class DeltaHomeConfig(RemoteSettings):
+    type: Literal["delta"]
+    path: str = Field(description="Folder holding one Delta table per entity (local or an Azure URL)")
+    batch_size: int = Field(default=50_000, ge=1)
+
+
+HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig | DeltaHomeConfig, Field(discriminator="type")]
 
 
 class FileLayoutSettings(RemoteSettings):

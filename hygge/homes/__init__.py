@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hygge.config.models import ConnectionConfig, ParquetHomeConfig, ResolvedEntity, SqlHomeConfig
+from hygge.config.models import (
+    ConnectionConfig,
+    DeltaHomeConfig,
+    ParquetHomeConfig,
+    ResolvedEntity,
+    SqlHomeConfig,
+)
 from hygge.homes.base import Bound, Home
 
 
@@ -19,6 +25,10 @@ def make_home(
         from hygge.homes.parquet import ParquetHome
 
         return ParquetHome(entity, project_root)
+    if isinstance(entity.home, DeltaHomeConfig):
+        from hygge.homes.delta import DeltaHome
+
+        return DeltaHome(entity, project_root)
     raise TypeError(f"no home for {type(entity.home).__name__}")
 
 
