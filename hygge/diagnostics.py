@@ -46,9 +46,19 @@ def check_writable(name: str, location: Storage) -> Check:
         location.put(probe, b"probe", create_only=True)
         location.list()
         location.delete(probe)
-        return Check(name, True, f"{location.describe()} is writable (list, write, delete)")
-    except (HyggeError, OSError, Exception) as exc:
-        return Check(name, False, f"{location.describe()}: {exc}")
+        return Check(
+            name, True, f"{location.describe()} is writable (list, write, delete){_credential(location)}"
+        )
+    except Exception as exc:
+        from hygge.redact import redact
+
+        return Check(
+            name, False, f"{location.describe()}{_credential(location)}: {redact(str(exc), location.secrets)}"
+        )
+
+
+def _credential(location: Storage) -> str:
+    return f"; credential: {location.credential.kind}" if location.credential else ""
 
 
 def check_project(project: Project) -> list[Check]:
@@ -65,7 +75,11 @@ def check_project(project: Project) -> list[Check]:
     roots: dict[str, Storage] = {}
     for flow in project.flows.values():
         for entity in flow.entities:
-            root = store_root(entity, project.root)
-            roots.setdefault(root.uri, root)
+            try:
+                root = store_root(entity, project.root)
+            except HyggeError as exc:
+                checks.append(Check(f"store of {entity.flow}.{entity.name}", False, str(exc)))
+                continue
+            roots.setdefault(root.describe(), root)
     checks.extend(check_writable(f"store {uri}", root) for uri, root in roots.items())
     return checks

@@ -98,3 +98,23 @@ def test_storage_lists_and_round_trips_on_azurite(azure_container) -> None:
     assert storage.get("a/two") == b"1"
     storage.delete("a/two")
     assert storage.list("a") == []
+
+
+def test_debug_reports_azure_reachability_and_credential(tmp_path, azure_container) -> None:
+    """`hygge debug` lists, writes and deletes a probe in each Azure store and names the credential
+    type; a wrong key is reported as FAIL without printing the key."""
+    from typer.testing import CliRunner
+
+    from hygge.cli.main import app
+
+    info, container = azure_container
+    root = project(tmp_path, info, container, "parquet")
+    result = CliRunner().invoke(app, ["debug", "-p", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "writable" in result.output and "credential: account_key" in result.output
+    flow = root / "flows" / "f" / "flow.yml"
+    wrong = "A" * 86 + "=="
+    flow.write_text(flow.read_text().replace(info.key, wrong))
+    result = CliRunner().invoke(app, ["debug", "-p", str(root)])
+    assert result.exit_code == 1 and "FAIL" in result.output
+    assert wrong not in result.output
