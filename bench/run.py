@@ -52,6 +52,7 @@ class Scenario:
     fmt: str  # "parquet" or "delta"
     flow: str | None = None  # hygge flow name
     description: str = ""
+    azurite: bool = False  # land in a container on a local Azurite instead of a local folder
 
 
 SCENARIOS = {
@@ -82,6 +83,22 @@ SCENARIOS = {
             "delta",
             flow="bench_delta",
             description="hygge go, sql home -> delta store, full_drop",
+        ),
+        Scenario(
+            "hygge_azurite_parquet",
+            "hygge",
+            "parquet",
+            flow="bench_azurite_parquet",
+            description="hygge go, sql home -> parquet in an Azurite container, full_drop",
+            azurite=True,
+        ),
+        Scenario(
+            "hygge_azurite_delta",
+            "hygge",
+            "delta",
+            flow="bench_azurite_delta",
+            description="hygge go, sql home -> delta in an Azurite container, full_drop",
+            azurite=True,
         ),
     ]
 }
@@ -238,11 +255,19 @@ def write_hygge_project(project: Path, table: str) -> None:
             continue
         flow_dir = project / "flows" / scenario.flow
         flow_dir.mkdir(parents=True, exist_ok=True)
+        if scenario.azurite:
+            store = (
+                f"store:\n  type: adls\n  format: {scenario.fmt}\n  account: devstoreaccount1\n"
+                f"  container: bench\n  path: {scenario.name}\n  endpoint: ${{BENCH_AZURITE_ENDPOINT:-none}}\n"
+                '  credential: {type: account_key, account_key: "${BENCH_AZURITE_KEY:-none}"}\n'
+            )
+        else:
+            store = f'store:\n  type: {scenario.fmt}\n  path: "${{BENCH_OUT}}/{scenario.name}"\n'
         (flow_dir / "flow.yml").write_text(
             "home: {type: sql, connection: src}\n"
-            f"store:\n  type: {scenario.fmt}\n  path: \"${{BENCH_OUT}}/{scenario.name}\"\n"
-            "run_type: full_drop\n"
-            f"entities: [{table}]\n"
+            + store
+            + "run_type: full_drop\n"
+            + f"entities: [{table}]\n"
         )
 
 
@@ -314,8 +339,11 @@ def run_scenario(
         result["status"] = f"error: {_error_line(child.stderr)}"
         return result
 
-    rows = count_output_rows(target)
-    out_bytes = dir_bytes(target)
+    if scenario.azurite:
+        rows, out_bytes = count_azurite_output(scenario, table)
+    else:
+        rows = count_output_rows(target)
+        out_bytes = dir_bytes(target)
     result.update(
         rows=rows,
         out_bytes=out_bytes,
@@ -408,6 +436,63 @@ def environment_info() -> dict:
 # --- main ---------------------------------------------------------------------------------
 
 
+def azurite_options() -> dict[str, str]:
+    return {
+        "account_name": "devstoreaccount1",
+        "account_key": os.environ["BENCH_AZURITE_KEY"],
+        "endpoint": os.environ["BENCH_AZURITE_ENDPOINT"],
+        "allow_http": "true",
+    }
+
+
+def count_azurite_output(scenario: Scenario, table: str) -> tuple[int, int]:
+    """Rows and bytes a scenario landed in the Azurite container (what a reader would see)."""
+    options = azurite_options()
+    prefix = f"{scenario.name}/{table}"
+    if scenario.fmt == "delta":
+        from deltalake import DeltaTable
+
+        delta = DeltaTable(
+            f"abfss://bench@devstoreaccount1.dfs.core.windows.net/{prefix}", storage_options=options
+        )
+        import pyarrow as pa
+
+        actions = pa.table(delta.get_add_actions(flatten=True))
+        return delta.to_pyarrow_dataset().count_rows(), sum(actions.column("size_bytes").to_pylist())
+    import obstore
+    from obstore.store import AzureStore
+
+    store = AzureStore(container_name="bench", config=options)
+    files = [
+        o
+        for chunk in obstore.list(store, prefix)
+        for o in chunk
+        if o["path"].endswith(".parquet") and "/_" not in o["path"][len(prefix) :]
+    ]
+    import polars as pl
+
+    uris = [f"az://bench/{o['path']}" for o in files]
+    rows = pl.scan_parquet(uris, storage_options=options).select(pl.len()).collect().item() if uris else 0
+    return rows, sum(o["size"] for o in files)
+
+
+@contextlib.contextmanager
+def azurite_if_needed(scenarios: list[Scenario]) -> Iterator[None]:
+    """Start a throwaway Azurite (tests/azurite.py) with a `bench` container when a scenario needs it."""
+    if not any(s.azurite for s in scenarios):
+        yield
+        return
+    spec = importlib.util.spec_from_file_location("azurite", REPO_DIR / "tests" / "azurite.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["azurite"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    with module.running_azurite(Path(tempfile.mkdtemp(prefix="hygge-bench-azurite-"))) as info:
+        info.create_container("bench")
+        os.environ["BENCH_AZURITE_ENDPOINT"] = info.blob_endpoint
+        os.environ["BENCH_AZURITE_KEY"] = info.key
+        yield
+
+
 def _load_pg_server():
     spec = importlib.util.spec_from_file_location("pg_server", REPO_DIR / "tests" / "pg_server.py")
     module = importlib.util.module_from_spec(spec)
@@ -458,7 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="hygge-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with database(args.url, args.rows, args.table) as url:
+        with (
+            database(args.url, args.rows, args.table) as url,
+            azurite_if_needed([SCENARIOS[n] for n in chosen]),
+        ):
             source = source_info(url, args.table)
             write_hygge_project(out / "project", args.table)
             hygge_cmd = hygge_command(args.hygge_cmd)
