@@ -305,7 +305,7 @@ def _validate(
     except ValidationError as exc:
         error = _best_error(exc.errors())
         # Plain unions put the member's name (e.g. 'str', 'EntitySettings') into the location.
-        loc = [str(p) for p in error["loc"] if str(p) not in _UNION_LABELS]
+        loc = [str(p) for p in error["loc"] if not _is_union_label(str(p))]
         # Discriminated unions put the tag (e.g. 'sql') into the location; it is not a key.
         if len(loc) >= 2 and loc[0] in ("home", "store") and isinstance(data, dict):
             tag = str((data.get(loc[0]) or {}).get("type"))
@@ -324,7 +324,12 @@ def _validate(
         ) from None
 
 
-_UNION_LABELS = {"str", "EntitySettings"}
+_UNION_LABELS = {"str", "EntitySettings", "AzureCredentialConfig"}
+
+
+def _is_union_label(part: str) -> bool:
+    # A union member with a validator is labelled like 'function-after[_complete(), AzureCredentialConfig]'.
+    return part in _UNION_LABELS or part.startswith(("function-after[", "function-before[", "function-wrap["))
 
 
 def _best_error(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -362,13 +367,15 @@ def _describe(
             f"allowed keys: {', '.join(sorted(known))}" if known else None
         )
     if kind == "missing":
-        return "is required but missing", None
+        return "is required but missing", f"add `{loc[-1]}:`" if loc else None
     if kind in ("union_tag_invalid", "literal_error"):
         expected = error.get("ctx", {}).get("expected_tags") or error.get("ctx", {}).get("expected")
         return f"{error['msg']}", f"use one of {expected}" if expected else None
     if kind == "union_tag_not_found":
         return "has no `type`", "set `type:` (for a home: sql or parquet; for a store: parquet or delta)"
-    return error["msg"].removeprefix("Value error, "), None
+    # Validators raise models.Invalid (a ValueError with a fix) where they know one.
+    cause = (error.get("ctx") or {}).get("error")
+    return error["msg"].removeprefix("Value error, "), getattr(cause, "hint", None)
 
 
 def _known_keys(model: type[BaseModel], data: Any, loc: list[str]) -> list[str]:

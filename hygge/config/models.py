@@ -13,6 +13,14 @@ RunType = Literal["full_drop", "incremental"]
 Dialect = Literal["mssql", "postgres", "mysql", "sqlite"]
 
 
+class Invalid(ValueError):
+    """A validation failure with a fix: the loader shows `hint` as the error's "Try:" part."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -64,7 +72,11 @@ class AzureCredentialConfig(Strict):
         }.get(self.type, ())
         missing = [name for name in needs if getattr(self, name) is None]
         if missing:
-            raise ValueError(f"credential type {self.type} needs {', '.join(missing)}")
+            raise Invalid(
+                f"credential type {self.type} needs {', '.join(missing)}",
+                hint=f"add {', '.join(f'`{name}:`' for name in missing)} to the credential, or pick another "
+                "`type:` (e.g. managed_identity or default, which need no secret)",
+            )
         return self
 
 
@@ -166,6 +178,32 @@ class OneLakeStoreConfig(FileLayoutSettings):
     workspace: str
     item: str = Field(description="<name>.<ItemType> (e.g. Sales.Lakehouse) or the item's GUID")
     path: str = Field(default="Files/hygge", description="below the item: Files/<folder> or Tables/<folder>")
+
+    @field_validator("item")
+    @classmethod
+    def _item_is_named_or_guid(cls, value: str) -> str:
+        from hygge.storage.location import is_guid
+
+        if not (is_guid(value) or ("." in value.strip(".") and "/" not in value)):
+            raise Invalid(
+                f"the OneLake item '{value}' is neither a GUID nor <name>.<ItemType>",
+                hint="write the item as <name>.<ItemType> (e.g. Sales.Lakehouse) or as the item's GUID",
+            )
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_below_files_or_tables(cls, value: str) -> str:
+        from hygge.storage.location import ONELAKE_FOLDERS
+
+        parts = [p for p in value.split("/") if p]
+        if len(parts) < 2 or parts[0] not in ONELAKE_FOLDERS:
+            raise Invalid(
+                f"'{value}' is not below the item's Files/ or Tables/ folder",
+                hint="write `path:` as Files/<folder> or Tables/<folder>: hygge writes only below Files/ "
+                "or Tables/ (those levels themselves cannot be written)",
+            )
+        return value
 
     @property
     def location(self) -> str:

@@ -29,7 +29,7 @@ class TokenSource:
     """Bearer tokens for the storage audience from an azure-identity credential, renewed early."""
 
     credential: Any
-    _token: Any = None
+    _token: Any = field(default=None, repr=False)  # holds the bearer token: never in a repr
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def token(self) -> str:
@@ -44,9 +44,9 @@ class ResolvedCredential:
     """What a location's clients need: object_store options, and for token auth a TokenSource."""
 
     kind: str
-    options: dict[str, str]
+    options: dict[str, str] = field(repr=False)  # holds secrets: never in a repr
     tokens: TokenSource | None = None
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def resolve(

@@ -13,7 +13,7 @@ import datetime as dt
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,10 @@ class Storage:
             named = credentials[named]
         resolved = resolve(named, account=location.account, emulator=bool(endpoint))
         if location.account is None and "account_name" in resolved.options:
-            location = Location(
-                location.kind,
-                location.path,
-                resolved.options["account_name"],
-                location.container,
-                location.endpoint or resolved.options.get("endpoint"),
-            )
+            location = replace(location, account=resolved.options["account_name"])
+        if location.endpoint is None and "endpoint" in resolved.options:
+            # A connection string's BlobEndpoint (Azurite's is http://): options() then sets allow_http.
+            location = replace(location, endpoint=resolved.options["endpoint"])
         if location.account is None:
             raise ConfigError(
                 f"no storage account for {text}", hint="set `account:` next to the path", field="account"
@@ -256,6 +253,35 @@ class Storage:
         with self._errors("reading", path):
             for chunk in obstore.get(self.store, path):
                 yield bytes(chunk)
+
+    # --- folders (hygge/storage/dfs.py) ---------------------------------------------------------
+    def delete_folder(self, path: str) -> None:
+        """Delete the folder `path` and everything below it; a missing folder is fine.
+
+        One atomic call on local folders and on ADLS Gen2 / OneLake (the DFS API, which refuses
+        OneLake's workspace, item and Files/Tables levels); object by object on Azurite."""
+        from hygge.storage import dfs
+
+        if self.is_local:
+            dfs.delete_local_folder(self, path)
+        elif dfs.blob_only(self):
+            dfs.delete_objects_under(self, path)
+        else:
+            dfs.delete_folder(self, path)
+
+    def rename_folder(self, src: str, dst: str) -> None:
+        """Move the folder `src` to `dst` (which must not exist; its parent is created).
+
+        One atomic call on local folders and on ADLS Gen2 / OneLake; on Azurite each object is
+        copied then deleted."""
+        from hygge.storage import dfs
+
+        if self.is_local:
+            dfs.rename_local_folder(self, src, dst)
+        elif dfs.blob_only(self):
+            dfs.rename_objects_under(self, src, dst)
+        else:
+            dfs.rename_folder(self, src, dst)
 
 
 class _ObjectWriter(io.RawIOBase):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hygge.errors import HyggeError, StoreError
-from hygge.storage import Storage
+from hygge.storage import Storage, storage_error
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import FileLayout, WrittenFile, write_files
 
@@ -40,9 +40,12 @@ class DeltaStore:
     def _table(self) -> Any | None:
         from deltalake import DeltaTable
 
-        if not DeltaTable.is_deltatable(self.location.uri, storage_options=self.location.options()):
-            return None
-        return DeltaTable(self.location.uri, storage_options=self.location.options())
+        try:
+            if not DeltaTable.is_deltatable(self.location.uri, storage_options=self.location.options()):
+                return None
+            return DeltaTable(self.location.uri, storage_options=self.location.options())
+        except OSError as exc:  # object_store failures (refused credential, missing container, ...)
+            raise storage_error(self.location, "opening", exc) from None
 
     def recover(self) -> Commit | None:
         table = self._table()
