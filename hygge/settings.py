@@ -12,6 +12,8 @@ class Settings(BaseSettings):
     task_retries: int = 2
     task_retry_delay_seconds: float = 10.0
     task_retry_jitter: float = 0.5
+    upload_part_mb: int = 8
+    upload_concurrency: int = 4
 
 
 def settings() -> Settings:

@@ -26,10 +26,13 @@ from obstore.store import AzureStore, LocalStore
 
 from hygge.config.models import AzureCredentialConfig, RemoteSettings
 from hygge.errors import ConfigError, StoreError
+from hygge.settings import settings
 from hygge.storage.credentials import ResolvedCredential, resolve
 from hygge.storage.location import Location, parse_location
 
 __all__ = ["AlreadyExistsError", "NotFoundError", "Storage"]
+
+_SETTINGS = settings()
 
 _RETRY = {"max_retries": 4, "retry_timeout": dt.timedelta(seconds=60)}
 
@@ -247,7 +250,17 @@ class Storage:
             with self._errors("writing", path, missing_is_error=True):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 return pa.OSFile(str(target), "wb")
-        return _ObjectWriter(obstore.open_writer(self.store, path), self, path)
+        return _ObjectWriter(
+            # Parts of upload_part_mb, upload_concurrency of them in flight: memory is about their product.
+            obstore.open_writer(
+                self.store,
+                path,
+                buffer_size=_SETTINGS.upload_part_mb * 1024 * 1024,
+                max_concurrency=_SETTINGS.upload_concurrency,
+            ),
+            self,
+            path,
+        )
 
     def iter_bytes(self, path: str) -> Iterator[bytes]:
         with self._errors("reading", path):
