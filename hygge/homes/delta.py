@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hygge.config.models import DeltaHomeConfig, ResolvedEntity
 from hygge.errors import HyggeError, SourceError
-from hygge.homes.base import Bound
+from hygge.homes.base import Bound, pin_file_schema, scan_dataset
 from hygge.storage import Storage
-from hygge.typemap import cast_batch, parse_arrow_type
 
 
 class DeltaHome:
@@ -47,28 +44,7 @@ class DeltaHome:
         return self._table
 
     def schema(self) -> pa.Schema:
-        fields = []
-        for fld in pa.schema(self.table().schema().to_arrow()):
-            arrow = fld.type
-            if pa.types.is_large_string(arrow) or pa.types.is_string_view(arrow):
-                arrow = pa.string()
-            elif pa.types.is_large_binary(arrow) or pa.types.is_binary_view(arrow):
-                arrow = pa.binary()
-            override = self.entity.columns.get(fld.name)
-            if override:
-                arrow = parse_arrow_type(override)
-            fields.append(pa.field(fld.name, arrow))
-        return pa.schema(fields)
+        return pin_file_schema(pa.schema(self.table().schema().to_arrow()), self.entity.columns)
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
-        schema = self.schema()
-        predicate = None
-        if bound is not None:
-            value = bound.value
-            if isinstance(value, dt.datetime) and bound.kind == "datetime":
-                value = pa.scalar(value, type=pa.timestamp("us"))
-            predicate = pc.field(bound.column) >= value
-        dataset = self.table().to_pyarrow_dataset()
-        scanner = dataset.scanner(filter=predicate, batch_size=self.config.batch_size)
-        batches = (cast_batch(b, schema) for b in scanner.to_batches() if b.num_rows)
-        return pa.RecordBatchReader.from_batches(schema, batches)
+        return scan_dataset(self.table().to_pyarrow_dataset(), self.schema(), bound, self.config.batch_size)

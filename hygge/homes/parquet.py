@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import fnmatch
 import re
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from hygge.config.models import ParquetHomeConfig, ResolvedEntity
 from hygge.errors import HyggeError, SourceError
-from hygge.homes.base import Bound
+from hygge.homes.base import Bound, pin_file_schema, scan_dataset
 from hygge.storage import Storage
-from hygge.typemap import cast_batch, parse_arrow_type
 
 
 class ParquetHome:
@@ -68,30 +65,10 @@ class ParquetHome:
         return self._dataset
 
     def schema(self) -> pa.Schema:
-        fields = []
-        for fld in self.dataset().schema:
-            arrow = fld.type
-            if pa.types.is_large_string(arrow):
-                arrow = pa.string()
-            elif pa.types.is_large_binary(arrow):
-                arrow = pa.binary()
-            override = self.entity.columns.get(fld.name)
-            if override:
-                arrow = parse_arrow_type(override)
-            fields.append(pa.field(fld.name, arrow))
-        return pa.schema(fields)
+        return pin_file_schema(self.dataset().schema, self.entity.columns)
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
-        schema = self.schema()
-        predicate = None
-        if bound is not None:
-            value = bound.value
-            if isinstance(value, dt.datetime) and value.tzinfo is None and bound.kind == "datetime":
-                value = pa.scalar(value, type=pa.timestamp("us"))
-            predicate = pc.field(bound.column) >= value
-        scanner = self.dataset().scanner(filter=predicate, batch_size=self.config.batch_size)
-        batches = (cast_batch(b, schema) for b in scanner.to_batches() if b.num_rows)
-        return pa.RecordBatchReader.from_batches(schema, batches)
+        return scan_dataset(self.dataset(), self.schema(), bound, self.config.batch_size)
 
 
 def _visible(relative: str) -> bool:

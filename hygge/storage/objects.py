@@ -125,9 +125,8 @@ class Storage:
             self._store = self._make_store()
         return self._store
 
-    def _make_store(self) -> Any:
-        if self.is_local:
-            return LocalStore(self.location.path, mkdir=True)
+    def _azure_client(self) -> tuple[dict[str, Any], dict[str, Any] | None, Any]:
+        """obstore's config, client options and credential provider for this Azure location."""
         assert self.credential is not None
         config: dict[str, Any] = {"account_name": self.location.account, **self.credential.options}
         client: dict[str, Any] = {}
@@ -141,11 +140,17 @@ class Storage:
             from obstore.auth.azure import AzureCredentialProvider
 
             provider = AzureCredentialProvider(credential=self.credential.tokens.credential)
+        return config, client or None, provider
+
+    def _make_store(self) -> Any:
+        if self.is_local:
+            return LocalStore(self.location.path, mkdir=True)
+        config, client, provider = self._azure_client()
         return AzureStore(
             container_name=self.location.container,
             prefix=self.location.path or None,
             config=config,
-            client_options=client or None,
+            client_options=client,
             retry_config=_RETRY,
             credential_provider=provider,
         )
@@ -156,20 +161,8 @@ class Storage:
             return pafs.LocalFileSystem(), self.location.path
         from obstore.fsspec import FsspecStore
 
-        assert self.credential is not None
-        config: dict[str, Any] = {"account_name": self.location.account, **self.credential.options}
-        client: dict[str, Any] = {}
-        if self.location.endpoint:
-            config["endpoint"] = self.location.endpoint
-            client["allow_http"] = self.location.endpoint.startswith("http://")
-        if self.location.kind == "onelake":
-            config["use_fabric_endpoint"] = True
-        provider = None
-        if self.credential.tokens is not None:
-            from obstore.auth.azure import AzureCredentialProvider
-
-            provider = AzureCredentialProvider(credential=self.credential.tokens.credential)
-        fs = FsspecStore("az", config=config, client_options=client or None, credential_provider=provider)
+        config, client, provider = self._azure_client()
+        fs = FsspecStore("az", config=config, client_options=client, credential_provider=provider)
         root = f"{self.location.container}/{self.location.path}".rstrip("/")
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), root
 
