@@ -477,11 +477,9 @@ def count_azurite_output(scenario: Scenario, table: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def azurite_if_needed(scenarios: list[Scenario]) -> Iterator[None]:
-    """Start a throwaway Azurite (tests/azurite.py) with a `bench` container when a scenario needs it."""
-    if not any(s.azurite for s in scenarios):
-        yield
-        return
+def fresh_azurite() -> Iterator[None]:
+    """A throwaway Azurite (tests/azurite.py) with a `bench` container, one per run: the emulator
+    slows down as its blob index grows, which would tax later scenarios for earlier ones."""
     spec = importlib.util.spec_from_file_location("azurite", REPO_DIR / "tests" / "azurite.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules["azurite"] = module
@@ -543,19 +541,17 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="hygge-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with (
-            database(args.url, args.rows, args.table) as url,
-            azurite_if_needed([SCENARIOS[n] for n in chosen]),
-        ):
+        with database(args.url, args.rows, args.table) as url:
             source = source_info(url, args.table)
             write_hygge_project(out / "project", args.table)
             hygge_cmd = hygge_command(args.hygge_cmd)
             results = []
             for name in chosen:
                 for attempt in range(args.repeat):
-                    result = run_scenario(
-                        SCENARIOS[name], url, out, args.table, source["rows"], hygge_cmd, args.timeout
-                    )
+                    with fresh_azurite() if SCENARIOS[name].azurite else contextlib.nullcontext():
+                        result = run_scenario(
+                            SCENARIOS[name], url, out, args.table, source["rows"], hygge_cmd, args.timeout
+                        )
                     result["attempt"] = attempt + 1
                     results.append(result)
     finally:

@@ -140,7 +140,7 @@ class FileLayoutSettings(RemoteSettings):
     """How data files are cut: large row groups for readers, bounded memory for hygge."""
 
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
-    row_group_rows: int = Field(default=150_000, ge=1)
+    row_group_rows: int = Field(default=100_000, ge=1)
     file_rows: int = Field(default=10_000_000, ge=1)
 
 

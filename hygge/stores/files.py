@@ -28,7 +28,7 @@ class WrittenFile:
 
 @dataclass(frozen=True)
 class FileLayout:
-    row_group_rows: int = 150_000
+    row_group_rows: int = 100_000
     file_rows: int = 10_000_000
     compression: str = "snappy"
 
