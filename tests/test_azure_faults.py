@@ -23,7 +23,7 @@ def test_azurite_stopped_mid_write_then_rerun_lands_exactly(tmp_path, pg_db, azu
         "FROM generate_series(1, 60000) i",
     )
     root = azure_project(tmp_path, pg_db, info, container, "parquet", ["big"], primary_key=["id"])
-    flow = (root / "flows" / "f" / "flow.yml")
+    flow = root / "flows" / "f" / "flow.yml"
     flow.write_text(flow.read_text().replace("batch_size: 3", "batch_size: 2000"))
 
     from hygge.runner import RunIds, land_entity
@@ -57,4 +57,6 @@ def test_azurite_stopped_mid_write_then_rerun_lands_exactly(tmp_path, pg_db, azu
     assert table.num_rows == 60000
     assert sorted(table.column("id").to_pylist()) == list(range(1, 60001))
     assert table.schema.field("updated_at").type.unit == "us"
-    assert max(table.column("updated_at").to_pylist()) == dt.datetime(2024, 1, 1) + dt.timedelta(seconds=60000)
+    assert max(table.column("updated_at").to_pylist()) == dt.datetime(2024, 1, 1) + dt.timedelta(
+        seconds=60000
+    )

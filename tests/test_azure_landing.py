@@ -133,3 +133,32 @@ def test_two_processes_share_one_account_and_journal(tmp_path, pg_db, azure_cont
     for name in ("left_t", "right_t"):
         assert landed(root, "f", name).num_rows == 39
         assert [e.status for e in journal(root, "f", name)] == ["success"]
+
+
+def test_explicit_journal_location_overrides(tmp_path, pg_db, azure_container) -> None:
+    """`journal:` in hygge.yml puts the journal in a container of its own choosing, whatever the store."""
+    info, container = azure_container
+    create_typed_table(pg_db, "items", primary_key=True)
+    insert_typed(pg_db, "items", [typed_row(i, T0) for i in range(1, 4)])
+    root = azure_project(tmp_path, pg_db, info, container, "delta", ["items"], primary_key=["id"])
+    project = yaml.safe_load((root / "hygge.yml").read_text())
+    project["journal"] = {
+        "path": f"az://{container}/ops/journal",
+        "account": info.account,
+        "endpoint": info.blob_endpoint,
+        "credential": "azurite",
+    }
+    (root / "hygge.yml").write_text(yaml.safe_dump(project))
+    assert run(root, "f", "items", run_type="full_drop").status == "success"
+
+    from hygge.config import load_project
+    from hygge.runner import journal_for
+
+    loaded = load_project(root)
+    journal_ = journal_for(loaded.select()[0], loaded)
+    assert journal_.describe().endswith(f"{container}/ops/journal")
+    assert [e.status for e in journal_.entries()] == ["success"]
+    from hygge.stores import store_root
+
+    beside_store = store_root(loaded.select()[0], loaded.root).child(".hygge_journal")
+    assert beside_store.list() == []

@@ -165,9 +165,9 @@ class AdlsStoreConfig(FileLayoutSettings):
 
     @property
     def location(self) -> str:
-        if self.endpoint:
-            return f"az://{self.container}/{self.path}".rstrip("/")
-        return f"abfss://{self.container}@{self.account}.dfs.core.windows.net/{self.path}".rstrip("/")
+        from hygge.storage.location import adls_url
+
+        return adls_url(self.account, self.container, self.path, emulator=bool(self.endpoint))
 
 
 class OneLakeStoreConfig(FileLayoutSettings):
@@ -207,7 +207,9 @@ class OneLakeStoreConfig(FileLayoutSettings):
 
     @property
     def location(self) -> str:
-        return f"https://onelake.dfs.fabric.microsoft.com/{self.workspace}/{self.item}/{self.path.strip('/')}"
+        from hygge.storage.location import onelake_url
+
+        return onelake_url(self.workspace, self.item, self.path)
 
 
 StoreConfig = Annotated[

@@ -122,6 +122,18 @@ def _check_onelake(raw: str, workspace: str, parts: list[str]) -> None:
         raise _bad(raw, f"the item '{item}' must be a GUID or <name>.<ItemType> (e.g. Sales.Lakehouse)")
 
 
+def adls_url(account: str, container: str, path: str, *, emulator: bool = False) -> str:
+    """The location text of an `adls` store (az:// for an emulator, whose account has no host)."""
+    if emulator:
+        return f"az://{container}/{path}".rstrip("/")
+    return f"abfss://{container}@{account}.dfs.core.windows.net/{path}".rstrip("/")
+
+
+def onelake_url(workspace: str, item: str, path: str) -> str:
+    """The location text of a `onelake` store."""
+    return f"https://{ONELAKE_DFS}/{workspace}/{item}/{path.strip('/')}"
+
+
 def is_guid(text: str) -> bool:
     return bool(_GUID.match(text))
 
