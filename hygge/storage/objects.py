@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -324,21 +325,39 @@ class _ObjectWriter(io.RawIOBase):
         return self._closed
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+def _flatten(text: str) -> str:
+    """One line from object_store's nested, coloured error chains; an XML error body becomes its code."""
+    code = _XML_CODE.search(text)
+    text = _ANSI.sub("", text).split("<?xml", 1)[0]
+    text = " ".join(text.replace("↳", ":").split()).rstrip(": ")
+    return f"{text} ({code.group(1)})" if code else text
+
+
 def storage_error(storage: Storage, action: str, exc: BaseException) -> StoreError:
     """A storage failure as one clear message (secrets masked), transient when retrying can help."""
     from hygge.redact import redact
 
-    text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, storage.secrets)
-    lowered = str(exc).lower()
-    transient = any(
-        w in lowered
-        for w in ("timed out", "timeout", "connection", "error send", "503", "500", "throttl", "reset")
+    flat = _flatten(str(exc)) or type(exc).__name__
+    text = redact(flat, storage.secrets)
+    lowered = flat.lower()
+    # Match HTTP statuses as statuses: a bare "403" or "500" also occurs in timings and ports.
+    status = re.search(r"(?:status code|http status[^:]*?|error)[: ]+\(?(\d{3})\b", lowered)
+    code = int(status.group(1)) if status else None
+    transient = code in (408, 429, 500, 502, 503, 504) or any(
+        w in lowered for w in ("timed out", "timeout", "error sending request", "connection reset", "throttl")
     )
     hint = "check that the location is reachable and the credential may write there"
-    if "authenticationfailed" in lowered or "403" in lowered:
-        hint = "the credential was refused: check the account key, SAS or role assignment (Storage Blob Data Contributor)"
-        transient = False
-    elif "containernotfound" in lowered:
+    if "containernotfound" in lowered or "filesystemnotfound" in lowered:
         hint = "create the container first (hygge never creates containers or OneLake items)"
+        transient = False
+    elif code == 403 or any(
+        word in lowered
+        for word in ("authenticationfailed", "authorizationfailure", "authorizationpermissionmismatch")
+    ):
+        hint = "the credential was refused: check the account key, SAS or role assignment (Storage Blob Data Contributor)"
         transient = False
     return StoreError(f"{action} {storage.describe()} failed: {text[:400]}", hint=hint, transient=transient)
