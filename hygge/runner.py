@@ -112,7 +112,16 @@ def land_entity(
         entry.schema_version = schema_fingerprint(schema)
         kind = _check_entity(entity, schema, run_type)
         entry.watermark_type = kind
-        _recover(store, journal, entity, ids, kind, run_type)
+        recovered = _recover(store, journal, entity, ids, kind, run_type)
+        if recovered is not None and recovered.run_type == "full_drop" and run_type == "full_drop":
+            # The interrupted run was a full_drop that committed (or was rolled forward) from its
+            # staged files: that is this run's work, so it is not extracted a second time.
+            result.status, result.rows = "success", recovered.row_count or 0
+            result.entity_run_id = recovered.entity_run_id
+            result.watermark_after = recovered.watermark
+            result.message = recovered.message or ""
+            result.duration = time.perf_counter() - clock
+            return result
 
         previous = journal.last_success(entity.flow, entity.name) if run_type == "incremental" else None
         bound = None
@@ -146,6 +155,8 @@ def land_entity(
                     entity_run_id=entity_run_id,
                     version=time.time_ns() // 1000,
                     primary_key=list(mark.primary_key) if mark else [],
+                    watermark_column=mark.watermark_column if mark else None,
+                    lookback=mark.lookback if mark else None,
                 ),
             )
             commit_detail = commit.detail
@@ -204,11 +215,11 @@ def _check_entity(entity: ResolvedEntity, schema: pa.Schema, run_type: str) -> s
 
 def _recover(
     store: Any, journal: Journal, entity: ResolvedEntity, ids: RunIds, kind: str | None, run_type: str
-) -> None:
-    """Journal a commit that an interrupted run made but could not record."""
+) -> Entry | None:
+    """Journal a commit that an interrupted run made but could not record; return that entry."""
     commit = store.recover()
     if commit is None or journal.has(commit.entity_run_id):
-        return
+        return None
     mark = entity.watermark
     value = store.max_value(mark.watermark_column) if mark and mark.watermark_column and kind else None
     entry = _entry(entity, ids, commit.entity_run_id, commit.run_type or run_type, _now(), "success")
@@ -220,6 +231,7 @@ def _recover(
     entry.store = store.describe()
     entry.store_commit = commit.detail
     journal.record(entry)
+    return entry
 
 
 def _entry(

@@ -225,7 +225,10 @@ def map_sqlite(col: SourceColumn) -> Mapped:
     if word in ("datetime", "timestamp"):
         return Mapped(n, NAIVE_TS)
     if word in ("decimal", "numeric") and args:
-        return Mapped(n, pa.decimal128(args[0], args[1] if len(args) > 1 else 0), "text")
+        precision, scale = args[0], args[1] if len(args) > 1 else 0
+        if precision > 38:
+            return Mapped(n, pa.string(), "text", f"{declared} exceeds 38 digits")
+        return Mapped(n, pa.decimal128(precision, scale), "text")
     if "int" in word:
         return Mapped(n, pa.int64())
     if any(w in word for w in ("char", "clob", "text")) or word == "":

@@ -107,7 +107,7 @@ def _text(note: str, *, lossless: bool) -> tuple[FabricType, pa.DataType]:
 
 def _resolve(t: pa.DataType) -> tuple[FabricType, pa.DataType]:
     """THE map: an Arrow type → (its Fabric type, the Arrow type a Fabric data file holds for it)."""
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         fabric, target = _resolve(t.storage_type)
         note = f"extension type {t.extension_name} landed by its storage type {t.storage_type}"
         return replace(fabric, note=_join(note, fabric.note)), target
@@ -153,9 +153,7 @@ def _resolve(t: pa.DataType) -> tuple[FabricType, pa.DataType]:
         if t.tz is not None:
             notes.append(f"timezone-aware ({t.tz}): landed as UTC instants in a timestamp column")
         if t.unit == "ns":
-            notes.append(
-                "Fabric keeps microseconds: a value with sub-microsecond digits fails to conform"
-            )
+            notes.append("Fabric keeps microseconds: a value with sub-microsecond digits fails to conform")
         target = pa.timestamp("us", tz=_UTC if t.tz is not None else None)
         return FabricType("timestamp", lossless=t.unit != "ns", note=_join(*notes)), target
     if _is_string(t):
@@ -257,7 +255,7 @@ def _conform_array(arr: pa.Array, name: str, target: pa.DataType) -> pa.Array:
     t = arr.type
     if t.equals(target):
         return arr
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         return _conform_array(arr.storage, name, target)
     if pa.types.is_dictionary(t):
         return _conform_array(arr.dictionary_decode(), name, target)
@@ -292,7 +290,9 @@ def _polars_json(arr: pa.Array, name: str, *, unquote: bool = False) -> pa.Array
         encoded = frame.select(
             pl.when(pl.col(_WRAP).is_null())
             .then(pl.lit(None, dtype=pl.String))
-            .otherwise(pl.struct(_WRAP).struct.json_encode().str.strip_prefix(prefix).str.strip_suffix(suffix))
+            .otherwise(
+                pl.struct(_WRAP).struct.json_encode().str.strip_prefix(prefix).str.strip_suffix(suffix)
+            )
         ).to_series()
         result = encoded.to_arrow()
     except BaseException as exc:
@@ -305,7 +305,7 @@ def _polars_json(arr: pa.Array, name: str, *, unquote: bool = False) -> pa.Array
 
 def _needs_rewrite(t: pa.DataType) -> bool:
     """Whether a type inside a complex value must be rewritten before polars can encode it."""
-    if isinstance(t, pa.ExtensionType) or pa.types.is_dictionary(t) or pa.types.is_run_end_encoded(t):
+    if isinstance(t, pa.BaseExtensionType) or pa.types.is_dictionary(t) or pa.types.is_run_end_encoded(t):
         return True
     if _is_binary(t) or _is_list_view(t) or pa.types.is_union(t) or pa.types.is_interval(t):
         return True
@@ -331,6 +331,8 @@ def _rebased_offsets(arr: pa.Array) -> tuple[pa.Array, int, int]:
     ignore the slice, so both are cut to what this array refers to.
     """
     offsets = arr.offsets
+    if len(offsets) == 0:
+        return pa.array([0], offsets.type), 0, 0
     start, stop = offsets[0].as_py(), offsets[-1].as_py()
     return pc.subtract(offsets, offsets[0]), start, stop
 
@@ -341,7 +343,7 @@ def _jsonable(arr: pa.Array, name: str) -> pa.Array:
     t = arr.type
     if not _needs_rewrite(t):
         return arr
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         return _jsonable(arr.storage, name)
     if pa.types.is_dictionary(t):
         return _jsonable(arr.dictionary_decode(), name)

@@ -14,6 +14,8 @@ class WriteRequest:
     entity_run_id: str
     version: int  # increases with every attempt of an entity; Delta's transaction version
     primary_key: list[str] = field(default_factory=list)
+    watermark_column: str | None = None
+    lookback: float | None = None
 
 
 @dataclass(frozen=True)
