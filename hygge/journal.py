@@ -110,7 +110,16 @@ class Journal:
         sink = io.BytesIO()
         pq.write_table(entry.to_table(), sink)
         try:
-            self.location.put(f"{RUNS}/{entry.entity_run_id}.parquet", sink.getvalue(), create_only=True)
+            try:
+                self.location.put(f"{RUNS}/{entry.entity_run_id}.parquet", sink.getvalue(), create_only=True)
+            except AlreadyExistsError:
+                if entry.status != "success" or self._status_of(entry.entity_run_id) != "fail":
+                    raise
+                # A run that failed after its store commit, then recovered by a later run: the success
+                # row supersedes the failure (readers prefer it).
+                self.location.put(
+                    f"{RUNS}/{entry.entity_run_id}.success.parquet", sink.getvalue(), create_only=True
+                )
         except AlreadyExistsError:
             raise JournalError(
                 f"entity run {entry.entity_run_id} is already in the journal",
@@ -161,11 +170,18 @@ class Journal:
         runs = [e for e in self.entries(flow, entity) if e.status == "success"]
         return max(runs, key=lambda e: (e.finish_time, e.start_time)) if runs else None
 
-    def has(self, entity_run_id: str) -> bool:
-        if self.location.exists(f"{RUNS}/{entity_run_id}.parquet"):
-            return True
+    def _status_of(self, entity_run_id: str) -> str | None:
+        try:
+            row = pq.read_table(io.BytesIO(self.location.get(f"{RUNS}/{entity_run_id}.parquet")))
+        except (NotFoundError, FileNotFoundError):
+            return None
+        return row.column("status")[0].as_py()
+
+    def succeeded(self, entity_run_id: str) -> bool:
+        """Whether the journal holds a success row for this entity run."""
         table = self.read()
-        return bool(pc.any(pc.equal(table.column("entity_run_id"), entity_run_id)).as_py())
+        hits = table.filter(pc.field("entity_run_id") == entity_run_id)
+        return "success" in hits.column("status").to_pylist()
 
     # --- compaction ----------------------------------------------------------------------------
     def compact(self) -> int:
@@ -235,16 +251,17 @@ def _conform(table: pa.Table) -> pa.Table:
 
 
 def _unique(table: pa.Table) -> pa.Table:
-    """One row per entity_run_id (a run object and the snapshot may both hold it for a moment)."""
+    """One row per entity_run_id (a run object and the snapshot may both hold it for a moment); a
+    success row supersedes a failure row of the same run (recovered after a crash)."""
     if table.num_rows < 2:
         return table
     ids = table.column("entity_run_id").to_pylist()
-    seen: set[str] = set()
-    keep = []
+    statuses = table.column("status").to_pylist()
+    chosen: dict[str, int] = {}
     for index, value in enumerate(ids):
-        if value not in seen:
-            seen.add(value)
-            keep.append(index)
+        if value not in chosen or (statuses[index] == "success" and statuses[chosen[value]] != "success"):
+            chosen[value] = index
+    keep = sorted(chosen.values())
     return table.take(keep) if len(keep) != len(ids) else table
 
 

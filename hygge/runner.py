@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from hygge import watermark as wm
 from hygge.config.loader import Project
-from hygge.config.models import ResolvedEntity, SqlHomeConfig
+from hygge.config.models import OpenMirroringStoreConfig, ResolvedEntity, SqlHomeConfig
 from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
 from hygge.homes import Bound, make_home
 from hygge.journal import Entry, Journal, new_id
@@ -63,7 +63,11 @@ def journal_for(entity: ResolvedEntity, project: Project) -> Journal:
     """The journal an entity's runs go to: the project's `journal.path`, else beside its store."""
     if project.config.journal.path:
         return Journal(Storage.at(project.config.journal.path, project.root, project.config.journal))
-    return Journal(store_root(entity, project.root).child(".hygge_journal"))
+    root = store_root(entity, project.root)
+    if isinstance(entity.store, OpenMirroringStoreConfig):
+        # A LandingZone holds tables and '_' names only: the journal sits in hygge's own folder there.
+        return Journal(root.child("_hygge", ".hygge_journal"))
+    return Journal(root.child(".hygge_journal"))
 
 
 def _now() -> dt.datetime:
@@ -218,7 +222,7 @@ def _recover(
 ) -> Entry | None:
     """Journal a commit that an interrupted run made but could not record; return that entry."""
     commit = store.recover()
-    if commit is None or journal.has(commit.entity_run_id):
+    if commit is None or journal.succeeded(commit.entity_run_id):
         return None
     mark = entity.watermark
     value = store.max_value(mark.watermark_column) if mark and mark.watermark_column and kind else None

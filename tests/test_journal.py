@@ -385,3 +385,22 @@ def test_journal_folder_layout(tmp_path: Path) -> None:
     assert [p.name for p in run_files(tmp_path)] == ["abc.parquet"]
     journal.compact()
     assert sorted(os.listdir(tmp_path)) in (["journal.parquet"], ["journal.parquet", "runs"])
+
+
+def test_a_recovered_success_supersedes_the_failure_row(tmp_path: Path) -> None:
+    """A run that failed after its store commit is later recorded as success (recovery): readers see
+    the success, and a second success for the same run is still an error."""
+    journal = Journal(Storage.local(tmp_path))
+    failed = entry(run_id="r1", watermark="1")
+    failed.status = "fail"
+    journal.record(failed)
+    assert not journal.succeeded("r1")
+    journal.record(entry(run_id="r1", watermark="5"))
+    assert journal.succeeded("r1")
+    [only] = journal.entries()
+    assert only.status == "success" and only.watermark == "5"
+    with pytest.raises(JournalError):
+        journal.record(entry(run_id="r1", watermark="6"))
+    journal.compact()
+    [only] = journal.entries()
+    assert only.status == "success"

@@ -212,8 +212,44 @@ class OneLakeStoreConfig(FileLayoutSettings):
         return onelake_url(self.workspace, self.item, self.path)
 
 
+class OpenMirroringStoreConfig(FileLayoutSettings):
+    """A Fabric Open Mirroring landing zone: a mirrored database's Files/LandingZone on OneLake, or any
+    folder with the same layout (local, Azurite) for testing."""
+
+    type: Literal["open_mirroring"]
+    path: str | None = Field(default=None, description="the LandingZone folder (local or an Azure URL)")
+    workspace: str | None = None
+    database: str | None = Field(
+        default=None, description="the mirrored database: <name>.MountedRelationalDatabase or its GUID"
+    )
+    db_schema: str | None = Field(default=None, alias="schema", description="tables go to <schema>.schema/")
+    key_columns: list[str] | None = Field(default=None, description="default: watermark.primary_key")
+    folder_deletion_wait_seconds: float = Field(default=120, ge=0)
+    partner_name: str = "hygge"
+    source_type: str = "SQL"
+    source_version: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> OpenMirroringStoreConfig:
+        if not self.path and not (self.workspace and self.database):
+            raise Invalid(
+                "an open_mirroring store needs `path` (the LandingZone folder) or `workspace` and `database`",
+                hint="e.g. workspace: Sales, database: Erp.MountedRelationalDatabase",
+            )
+        return self
+
+    @property
+    def location(self) -> str:
+        if self.path:
+            return self.path
+        from hygge.storage.location import onelake_url
+
+        return onelake_url(str(self.workspace), str(self.database), "Files/LandingZone")
+
+
 StoreConfig = Annotated[
-    ParquetStoreConfig | DeltaStoreConfig | AdlsStoreConfig | OneLakeStoreConfig, Field(discriminator="type")
+    ParquetStoreConfig | DeltaStoreConfig | AdlsStoreConfig | OneLakeStoreConfig | OpenMirroringStoreConfig,
+    Field(discriminator="type"),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hygge.config.models import AdlsStoreConfig, OneLakeStoreConfig, ResolvedEntity
+from hygge.config.models import AdlsStoreConfig, OneLakeStoreConfig, OpenMirroringStoreConfig, ResolvedEntity
 from hygge.errors import HyggeError
 from hygge.storage import Storage
 from hygge.stores.base import Commit, Store, WriteRequest
@@ -14,7 +14,8 @@ from hygge.stores.files import layout_of
 def store_root(entity: ResolvedEntity, project_root: Path | None = None) -> Storage:
     """The folder that holds every entity of the entity's store (and, by default, the journal)."""
     config = entity.store
-    text = config.location if isinstance(config, AdlsStoreConfig | OneLakeStoreConfig) else config.path
+    remote_parts = AdlsStoreConfig | OneLakeStoreConfig | OpenMirroringStoreConfig
+    text = config.location if isinstance(config, remote_parts) else config.path
     try:
         return Storage.at(text, project_root, config)
     except HyggeError as exc:
@@ -23,10 +24,17 @@ def store_root(entity: ResolvedEntity, project_root: Path | None = None) -> Stor
 
 def store_format(entity: ResolvedEntity) -> str:
     config = entity.store
+    if isinstance(config, OpenMirroringStoreConfig):
+        return "open_mirroring"
     return config.format if isinstance(config, AdlsStoreConfig | OneLakeStoreConfig) else config.type
 
 
 def make_store(entity: ResolvedEntity, project_root: Path | None = None) -> Store:
+    if isinstance(entity.store, OpenMirroringStoreConfig):
+        from hygge.stores.open_mirroring import OpenMirroringStore
+
+        keys = list(entity.watermark.primary_key) if entity.watermark else []
+        return OpenMirroringStore(store_root(entity, project_root), entity.name, entity.store, keys)
     location = store_root(entity, project_root).child(entity.name)
     kind = store_format(entity)
     if kind == "parquet":

@@ -1,0 +1,291 @@
+"""Fabric Open Mirroring store: a table folder under the LandingZone, fed sequentially numbered files.
+
+Contract (met exactly): `_metadata.json` ({"keyColumns": [...]}) exists before any data file and is
+never changed; `_partnerEvents.json` sits at the LandingZone root; data files are named
+`00000000000000000001.parquet` … (20 digits, continuous, increasing; the service deletes processed
+files but keeps the last one); `__rowMarker__` is the last column (0 insert, 4 upsert); no empty file.
+
+hygge's own bookkeeping lives beside the tables in `_hygge/<table>/` (names starting with `_` are not
+data): staged files, commit records and the rows at the watermark boundary. A write stages its files,
+then writes a commit record (the commit point), then publishes: each staged file takes the next
+sequence number with a put-if-absent rename, so racing writers never share a name or leave a gap.
+A full_drop stages everything first, and only then deletes the table folder, waits for the service
+to notice, writes `_metadata.json` and publishes from number 1; a crash anywhere after the commit
+record is rolled forward by the next run without extracting again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hygge.config.models import OpenMirroringStoreConfig
+from hygge.errors import StoreError
+from hygge.storage import AlreadyExistsError, NotFoundError, Storage
+from hygge.stores.base import Commit, WriteRequest
+from hygge.stores.files import layout_of, write_files
+
+ROW_MARKER = "__rowMarker__"
+WORK = "_hygge"  # beside the tables; a name starting with '_' is not a table to the service
+INSERT, UPSERT = 0, 4
+METADATA = "_metadata.json"
+PARTNER_EVENTS = "_partnerEvents.json"
+_DATA_FILE = re.compile(r"^(\d{20})\.parquet$")
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+class OpenMirroringStore:
+    def __init__(
+        self, landing_zone: Storage, table: str, config: OpenMirroringStoreConfig, key_columns: list[str]
+    ) -> None:
+        self.zone = landing_zone
+        self.config = config
+        self.folder = f"{config.db_schema}.schema/{table}" if config.db_schema else table
+        self.table = landing_zone.child(*self.folder.split("/"))
+        self.work_prefix = f"{WORK}/{self.folder.replace('/', '__')}"
+        self.work = landing_zone.child(*self.work_prefix.split("/"))
+        self.keys = list(config.key_columns if config.key_columns is not None else key_columns)
+
+    def describe(self) -> str:
+        return f"open_mirroring {self.table.describe()}"
+
+    # --- sequence numbers ----------------------------------------------------------------------
+    def data_files(self) -> list[str]:
+        names = [o["path"] for o in self.table.list() if "/" not in o["path"]]
+        return sorted(n for n in names if _DATA_FILE.match(n))
+
+    def _next_number(self) -> int:
+        files = self.data_files()
+        return int(files[-1][:20]) + 1 if files else 1
+
+    def _publish(self, staged: str) -> str:
+        """Give a staged file the next free sequence number; a racing writer's number is never reused."""
+        number = self._next_number()
+        while True:
+            name = f"{number:020d}.parquet"
+            try:
+                self.zone.rename(f"{self.work_prefix}/{staged}", f"{self.folder}/{name}", overwrite=False)
+                return name
+            except AlreadyExistsError:
+                number += 1
+
+    # --- contract files ------------------------------------------------------------------------
+    def _ensure_partner_events(self) -> None:
+        events: dict[str, Any] = {
+            "partnerName": self.config.partner_name,
+            "sourceInfo": {
+                "sourceType": self.config.source_type,
+                "sourceVersion": self.config.source_version or "",
+                "additionalInformation": {"writer": "hygge"},
+            },
+        }
+        try:
+            self.zone.put(PARTNER_EVENTS, json.dumps(events).encode(), create_only=True)
+        except AlreadyExistsError:
+            pass
+
+    def _ensure_metadata(self) -> None:
+        """Write `_metadata.json` before any data file; an existing one must name the same keys."""
+        wanted = {"keyColumns": self.keys}
+        try:
+            self.table.put(METADATA, json.dumps(wanted).encode(), create_only=True)
+            return
+        except AlreadyExistsError:
+            pass
+        current = json.loads(self.table.get(METADATA))
+        if list(current.get("keyColumns", [])) != self.keys:
+            raise StoreError(
+                f"{self.describe()} has key columns {current.get('keyColumns')} but the entity now names "
+                f"{self.keys}; _metadata.json cannot change",
+                hint="run this entity with --full-drop to rebuild the table with the new keys",
+                field="key_columns",
+            )
+
+    # --- commits -------------------------------------------------------------------------------
+    def _records(self) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for obj in sorted(self.work.list("commits"), key=lambda o: o["path"]):
+            if obj["path"].endswith(".json"):
+                found.append((obj["path"], json.loads(self.work.get(obj["path"]))))
+        return found
+
+    def _save(self, path: str, record: dict[str, Any]) -> None:
+        self.work.put(path, json.dumps(record).encode())
+
+    def recover(self) -> Commit | None:
+        records = self._records()
+        for path, record in records:
+            if record["state"] != "applied":
+                self._apply(path, record)
+        for obj in self.work.list("staging"):
+            self.work.delete(obj["path"])
+        for path, _ in records[:-10]:
+            self.work.delete(path)
+        if not records:
+            return None
+        last = records[-1][1]
+        return Commit(last["entity_run_id"], last["run_type"], last.get("rows"), ",".join(last["published"]))
+
+    def _apply(self, path: str, record: dict[str, Any]) -> None:
+        """Publish a committed write; every step is idempotent so a rerun can finish it."""
+        self._ensure_partner_events()
+        if record["run_type"] == "full_drop" and record["state"] == "staged":
+            self.zone.delete_folder(self.folder)
+            record["state"] = "dropped"
+            record["dropped_at"] = time.time()
+            self._save(path, record)
+        if record["state"] == "dropped":
+            remaining = record["dropped_at"] + self.config.folder_deletion_wait_seconds - time.time()
+            if remaining > 0:
+                time.sleep(remaining)
+        self._ensure_metadata()
+        for staged in record["staged"]:
+            if staged in record["done"]:
+                continue
+            if not self.work.exists(staged):
+                raise StoreError(
+                    f"commit {path} of {self.describe()} lost its staged file {staged}",
+                    hint="run this entity with --full-drop to rebuild the table",
+                )
+            record["published"].append(self._publish(staged))
+            record["done"].append(staged)
+            self._save(path, record)
+        if record.get("boundary"):
+            self.work.put("boundary.parquet", self.work.get(record["boundary"]))
+        record["state"] = "applied"
+        self._save(path, record)
+
+    # --- writing -------------------------------------------------------------------------------
+    def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
+        run = request.entity_run_id
+        marker = UPSERT if self.keys and request.run_type == "incremental" else INSERT
+        schema = reader.schema.append(pa.field(ROW_MARKER, pa.int32(), nullable=False))
+        boundary = _Boundary(request.watermark_column, request.lookback)
+
+        def marked() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                boundary.update(batch)
+                yield batch.append_column(
+                    schema.field(ROW_MARKER), pa.array([marker] * batch.num_rows, pa.int32())
+                )
+
+        stamp = _stamp()
+        written = write_files(
+            marked(), schema, self.work, lambda n: f"staging/{run}/{n:05d}.parquet", layout_of(self.config)
+        )
+        record = {
+            "entity_run_id": run,
+            "run_type": request.run_type,
+            "rows": sum(f.rows for f in written),
+            "state": "staged",
+            "staged": [f.path for f in written],
+            "done": [],
+            "published": [],
+            "boundary": None,
+            "watermark_max": None,
+        }
+        if boundary.column and boundary.max is not None:
+            kept = boundary.rows(previous=None if request.run_type == "full_drop" else self._boundary_rows())
+            sink = io.BytesIO()
+            pq.write_table(kept, sink)
+            record["boundary"] = f"staging/{run}/boundary.parquet"
+            record["watermark_max"] = str(boundary.max)
+            self.work.put(record["boundary"], sink.getvalue())
+        if request.run_type == "incremental":
+            record["state"] = "pending"
+        path = f"commits/{stamp}-{run}.json"
+        self.work.put(path, json.dumps(record).encode(), create_only=True)
+        self._apply(path, record)
+        return Commit(run, request.run_type, record["rows"], ",".join(record["published"]))
+
+    # --- what landed ---------------------------------------------------------------------------
+    def _boundary_rows(self) -> pa.Table | None:
+        try:
+            return pq.read_table(io.BytesIO(self.work.get("boundary.parquet")))
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    def rows_between(self, column: str, low: Any, high: Any) -> pa.Table:
+        """Landed rows in [low, high]: the service deletes processed files, so hygge keeps the rows at
+        the watermark boundary (within the lookback) itself."""
+        rows = self._boundary_rows()
+        if rows is None:
+            return pa.table({})
+        field = rows.column(column)
+        keep = pc.and_(pc.greater_equal(field, low), pc.less_equal(field, high))
+        return rows.filter(pc.fill_null(keep, False))
+
+    def max_value(self, column: str) -> Any:
+        rows = self._boundary_rows()
+        if rows is None or column not in rows.column_names or not rows.num_rows:
+            return None
+        return pc.max(rows.column(column)).as_py()
+
+    def scan(self) -> pa.Table:
+        """Replay the table as Fabric would: files in sequence order, row markers applied by key."""
+        from hygge.verify import replay_open_mirroring
+
+        return replay_open_mirroring(self.table, self.keys)
+
+
+class _Boundary:
+    """Rows whose watermark lies within `lookback` of the maximum seen: what the next run re-reads."""
+
+    def __init__(self, column: str | None, lookback: float | None) -> None:
+        self.column = column
+        self.lookback = lookback
+        self.max: Any = None
+        self.batches: list[pa.RecordBatch] = []
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        if not self.column or not batch.num_rows:
+            return
+        values = batch.column(batch.schema.get_field_index(self.column))
+        if values.null_count == len(values):
+            return
+        top = pc.max(values).as_py()
+        if self.max is None or top > self.max:
+            self.max = top
+        kept = batch.filter(pc.fill_null(pc.greater_equal(values, self._low()), False))
+        if kept.num_rows:
+            self.batches.append(kept)
+        low = self._low()
+        self.batches = [
+            b.filter(
+                pc.fill_null(pc.greater_equal(b.column(b.schema.get_field_index(self.column)), low), False)
+            )
+            for b in self.batches
+        ]
+
+    def _low(self) -> Any:
+        if self.max is None or not self.lookback:
+            return self.max
+        from hygge.watermark import lower_bound
+
+        kind = {int: "int", str: "string", dt.date: "date"}.get(type(self.max), "decimal")
+        if isinstance(self.max, dt.datetime):
+            kind = "datetime"
+        return lower_bound(self.max, kind, self.lookback)
+
+    def rows(self, previous: pa.Table | None) -> pa.Table:
+        tables = [pa.Table.from_batches(self.batches)] if self.batches else []
+        if previous is not None and previous.num_rows:
+            prev = previous.drop_columns([c for c in previous.column_names if c == ROW_MARKER])
+            tables.insert(0, prev)
+        if not tables:
+            return pa.table({})
+        table = pa.concat_tables(tables, promote_options="permissive")
+        values = table.column(self.column)
+        return table.filter(pc.fill_null(pc.greater_equal(values, self._low()), False))
