@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import StoreError
+from hygge.fabric.schema import conform_for_fabric, conform_schema
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import layout_of, write_files
@@ -171,13 +172,16 @@ class OpenMirroringStore:
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
         run = request.entity_run_id
         marker = UPSERT if self.keys and request.run_type == "incremental" else INSERT
-        schema = reader.schema.append(pa.field(ROW_MARKER, pa.int32(), nullable=False))
+        # Fabric's column types (time and complex values as text, timestamps in microseconds), then
+        # the row marker as the last column.
+        schema = conform_schema(reader.schema).append(pa.field(ROW_MARKER, pa.int32(), nullable=False))
         boundary = _Boundary(request.watermark_column, request.lookback)
 
         def marked() -> Iterator[pa.RecordBatch]:
             for batch in reader:
                 boundary.update(batch)
-                yield batch.append_column(
+                conformed = conform_for_fabric(batch)
+                yield conformed.append_column(
                     schema.field(ROW_MARKER), pa.array([marker] * batch.num_rows, pa.int32())
                 )
 
