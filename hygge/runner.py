@@ -116,6 +116,9 @@ def land_entity(
         entry.schema_version = schema_fingerprint(schema)
         kind = _check_entity(entity, schema, run_type)
         entry.watermark_type = kind
+        check_schema = getattr(store, "check_schema", None)
+        if check_schema is not None:
+            run_type = entry.run_type = result.run_type = check_schema(schema, run_type)
         recovered = _recover(store, journal, entity, ids, kind, run_type)
         if recovered is not None and recovered.run_type == "full_drop" and run_type == "full_drop":
             # The interrupted run was a full_drop that committed (or was rolled forward) from its

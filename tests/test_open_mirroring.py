@@ -270,3 +270,46 @@ def test_open_mirroring_on_azurite(tmp_path, pg_db, azure_container) -> None:
     assert replayed(root) == source(pg_db)
     store = entity_of(load(root), "f", "orders")
     assert store.store.type == "open_mirroring"
+
+
+def test_schema_added_column_is_accepted_changed_type_fails_or_rebuilds(tmp_path, pg_db) -> None:
+    """An added column lands; a changed type fails naming the column, both types and the setting;
+    with `schema_change: full_drop` the table is rebuilt and replays to the source. _schema.json
+    types datetimes as timestamps and carries the row marker."""
+    create(pg_db, True)
+    insert(pg_db, [row(i, T0 + dt.timedelta(minutes=i)) for i in range(1, 4)])
+    root = om_project(tmp_path, pg_db, keys=["region", "id"])
+    run(root, "f", "orders", run_type="full_drop")
+    manifest = json.loads((root / "zone" / "orders" / "_schema.json").read_text())
+    types = {c["name"]: c["type"] for c in manifest["columns"]}
+    assert types["updated_at"] == "timestamp" and types["__rowMarker__"] == "int"
+    assert next(c for c in manifest["columns"] if c["name"] == "amount")["scale"] == 4
+
+    pg_execute(pg_db, "ALTER TABLE orders ADD COLUMN channel text")
+    pg_execute(
+        pg_db, ("INSERT INTO orders VALUES ('eu', 10, 1, 'n', %s, 'web')", (T0 + dt.timedelta(hours=1),))
+    )
+    assert run(root, "f", "orders").status == "success"
+    assert replayed(root) == sorted(
+        pg_rows(pg_db, "SELECT region, id, amount, note, updated_at, channel FROM orders")[1],
+        key=lambda r: (r["region"], r["id"]),
+    )
+
+    pg_execute(pg_db, "ALTER TABLE orders ALTER COLUMN amount TYPE numeric(20,6)")
+    pg_execute(pg_db, ("UPDATE orders SET updated_at = %s WHERE id = 1", (T0 + dt.timedelta(hours=2),)))
+    with pytest.raises(StoreError) as info:
+        run(root, "f", "orders")
+    text = str(info.value)
+    assert "'amount'" in text and "decimal128(18, 4)" in text and "decimal128(20, 6)" in text
+    assert "schema_change: full_drop" in text
+
+    flow = root / "flows" / "f" / "flow.yml"
+    config = yaml.safe_load(flow.read_text())
+    config["store"]["schema_change"] = "full_drop"
+    flow.write_text(yaml.safe_dump(config))
+    result = run(root, "f", "orders")
+    assert result.status == "success" and result.run_type == "full_drop"
+    assert replayed(root) == sorted(
+        pg_rows(pg_db, "SELECT region, id, amount, note, updated_at, channel FROM orders")[1],
+        key=lambda r: (r["region"], r["id"]),
+    )

@@ -228,6 +228,10 @@ class OpenMirroringStoreConfig(FileLayoutSettings):
     partner_name: str = "hygge"
     source_type: str = "SQL"
     source_version: str | None = None
+    schema_change: Literal["fail", "full_drop"] = Field(
+        default="fail",
+        description="when a column's type changes or a column disappears: fail, or rebuild the table",
+    )
 
     @model_validator(mode="after")
     def _one_place(self) -> OpenMirroringStoreConfig:

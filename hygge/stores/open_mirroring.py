@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import StoreError
-from hygge.fabric.schema import conform_for_fabric, conform_schema
+from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manifest
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import layout_of, write_files
@@ -114,6 +114,40 @@ class OpenMirroringStore:
                 field="key_columns",
             )
 
+    # --- schema stability ----------------------------------------------------------------------
+    def _stored_schema(self) -> dict[str, str] | None:
+        try:
+            return json.loads(self.work.get("schema.json"))["arrow"]
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+    def check_schema(self, schema: pa.Schema, run_type: str) -> str:
+        """The run type to use: an added column is fine; a changed type or a dropped column never
+        changes in place (Fabric stops replicating the table) — it fails, or rebuilds the table."""
+        stored = self._stored_schema()
+        if run_type == "full_drop" or stored is None:
+            return run_type
+        now = {f.name: str(f.type) for f in conform_schema(schema)}
+        changed = [(name, old, now.get(name)) for name, old in stored.items() if now.get(name) != old]
+        if not changed:
+            return run_type
+        if self.config.schema_change == "full_drop":
+            return "full_drop"
+        name, old, new = changed[0]
+        what = f"changed type from {old} to {new}" if new else f"(type {old}) is gone from the source"
+        raise StoreError(
+            f"column '{name}' {what}; Open Mirroring cannot change a column in place",
+            hint="set `schema_change: full_drop` on the store to rebuild the table, or run with --full-drop",
+            field="schema_change",
+        )
+
+    def _schema_files(self, schema: pa.Schema) -> dict[str, Any]:
+        data = pa.schema([f for f in schema if f.name != ROW_MARKER])
+        return {
+            "arrow": {f.name: str(f.type) for f in data},
+            "manifest": schema_manifest(data, system_columns=[schema.field(ROW_MARKER)]),
+        }
+
     # --- commits -------------------------------------------------------------------------------
     def _records(self) -> list[tuple[str, dict[str, Any]]]:
         found = []
@@ -152,6 +186,9 @@ class OpenMirroringStore:
             if remaining > 0:
                 time.sleep(remaining)
         self._ensure_metadata()
+        if record.get("schema"):
+            self.table.put("_schema.json", json.dumps(record["schema"]["manifest"]).encode())
+            self.work.put("schema.json", json.dumps(record["schema"]).encode())
         for staged in record["staged"]:
             if staged in record["done"]:
                 continue
@@ -199,6 +236,7 @@ class OpenMirroringStore:
             "published": [],
             "boundary": None,
             "watermark_max": None,
+            "schema": self._schema_files(schema),
         }
         if boundary.column and boundary.max is not None:
             kept = boundary.rows(previous=None if request.run_type == "full_drop" else self._boundary_rows())
