@@ -5,6 +5,7 @@ This is the core that both the CLI and (per entity, as tasks) the Prefect flow b
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,6 +16,7 @@ from hygge.config.models import ResolvedEntity
 from hygge.errors import ConfigError, HyggeError
 from hygge.journal import Journal, new_id
 from hygge.runner import EntityResult, RunIds, journal_for, land_entity
+from hygge.slots import holding
 
 
 @dataclass
@@ -81,24 +83,30 @@ def run_entities(
     flow_runs = {name: new_id() for name in {e.flow for e in entities}}
     clock = time.perf_counter()
 
+    slots = threading.Semaphore(workers)
+
     def one(entity: ResolvedEntity) -> EntityResult:
-        events.started(entity)
-        ids = RunIds(project.config.name, summary.coordinator_run_id, flow_runs[entity.flow])
-        try:
-            result = land_entity(
-                project, entity, ids, run_type=run_type, on_rows=lambda n: events.rows(entity, n)
-            )
-        except HyggeError as exc:
-            result = _failed(entity, run_type, exc)
+        with holding(slots):
+            events.started(entity)
+            ids = RunIds(project.config.name, summary.coordinator_run_id, flow_runs[entity.flow])
+            try:
+                result = land_entity(
+                    project, entity, ids, run_type=run_type, on_rows=lambda n: events.rows(entity, n)
+                )
+            except HyggeError as exc:
+                result = _failed(entity, run_type, exc)
         events.finished(result)
         return result
 
     pending = list(entities)
     running: dict[Future[EntityResult], ResolvedEntity] = {}
     stop = False
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hygge") as pool:
+    # Threads beyond `workers` only ever wait for a slot; they let a slot given up by a waiting
+    # entity (see hygge.slots) be used at once.
+    threads = min(len(entities), workers * 2) or 1
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hygge") as pool:
         while pending or running:
-            while pending and not stop and len(running) < workers:
+            while pending and not stop and len(running) < threads:
                 entity = pending.pop(0)
                 running[pool.submit(one, entity)] = entity
             if not running:

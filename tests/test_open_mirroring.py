@@ -313,3 +313,41 @@ def test_schema_added_column_is_accepted_changed_type_fails_or_rebuilds(tmp_path
         pg_rows(pg_db, "SELECT region, id, amount, note, updated_at, channel FROM orders")[1],
         key=lambda r: (r["region"], r["id"]),
     )
+
+
+def test_waiting_full_drops_give_their_concurrency_slot_to_others(tmp_path, pg_db) -> None:
+    """With concurrency 1, two full_drops that each wait 2 s after deleting their folder overlap their
+    waits (the slot is handed back while waiting), so the run takes well under the 4 s of two waits."""
+    import time
+
+    from hygge.coordinator import run_entities
+
+    pg_execute(
+        pg_db,
+        "CREATE TABLE a (id int PRIMARY KEY, updated_at timestamp)",
+        "CREATE TABLE b (id int PRIMARY KEY, updated_at timestamp)",
+        "INSERT INTO a VALUES (1, now())",
+        "INSERT INTO b VALUES (1, now())",
+    )
+    root = write_project(
+        tmp_path,
+        connections={"db": {"type": "postgres", "url": pg_db}},
+        flows={
+            "f": {
+                "home": {"type": "sql", "connection": "db"},
+                "store": {"type": "open_mirroring", "path": "zone", "folder_deletion_wait_seconds": 2},
+                "run_type": "full_drop",
+                "watermark": {"primary_key": ["id"]},
+                "entities": ["a", "b"],
+            }
+        },
+    )
+    project = load(root)
+    first = time.perf_counter()
+    assert run_entities(project, project.select(), concurrency=1).ok
+    assert time.perf_counter() - first < 1.5, "a first load has no folder to delete, so no wait"
+    start = time.perf_counter()
+    summary = run_entities(project, project.select(), concurrency=1)
+    elapsed = time.perf_counter() - start
+    assert summary.ok, [r.message for r in summary.results]
+    assert elapsed < 3.5, f"{elapsed:.1f} s: the waits did not overlap"

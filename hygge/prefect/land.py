@@ -7,6 +7,7 @@ the error the user sees is hygge's own message, never a retry wrapper.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -21,6 +22,7 @@ from hygge.errors import HyggeError
 from hygge.journal import new_id
 from hygge.runner import EntityResult, RunIds, land_entity
 from hygge.settings import settings
+from hygge.slots import holding
 
 
 def _load(project: str, variables: dict[str, Any] | None) -> Project:
@@ -53,6 +55,29 @@ def land_entity_task(
     coordinator_run_id: str,
     run_type: str | None = None,
     variables: dict[str, Any] | None = None,
+    concurrency: int = 4,
+) -> dict[str, Any]:
+    with holding(_slots(f"{coordinator_run_id}/{flow_name}", concurrency)):
+        return _land_one(project, flow_name, entity_name, coordinator_run_id, run_type, variables)
+
+
+_SLOT_LOCK = threading.Lock()
+_SLOTS: dict[str, threading.Semaphore] = {}
+
+
+def _slots(key: str, size: int) -> threading.Semaphore:
+    """The slots of one hygge flow run: tasks run in threads of this process and share them."""
+    with _SLOT_LOCK:
+        return _SLOTS.setdefault(key, threading.Semaphore(size))
+
+
+def _land_one(
+    project: str,
+    flow_name: str,
+    entity_name: str,
+    coordinator_run_id: str,
+    run_type: str | None,
+    variables: dict[str, Any] | None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     loaded = _load(project, variables)
@@ -88,10 +113,14 @@ def land_flow(
     coordinator_run_id: str,
     run_type: str | None = None,
     variables: dict[str, Any] | None = None,
+    concurrency: int = 4,
 ) -> list[dict[str, Any]]:
-    """One hygge flow: a task per entity; the task runner bounds how many run at once."""
+    """One hygge flow: a task per entity, `concurrency` of them landing at once (an entity that only
+    waits hands its slot to another; see hygge.slots)."""
     futures = [
-        land_entity_task.submit(project, flow_name, name, coordinator_run_id, run_type, variables)
+        land_entity_task.submit(
+            project, flow_name, name, coordinator_run_id, run_type, variables, concurrency
+        )
         for name in entity_names
     ]
     results = []
@@ -112,6 +141,8 @@ def land_flow(
             )
         else:
             results.append(value)
+    with _SLOT_LOCK:
+        _SLOTS.pop(f"{coordinator_run_id}/{flow_name}", None)
     return results
 
 
@@ -138,8 +169,9 @@ def land(
     results: list[dict[str, Any]] = []
     for flow_name, names in by_flow.items():
         workers = concurrency or loaded.flows[flow_name].concurrency or loaded.config.options.concurrency
-        subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-        results.extend(subflow(project, flow_name, names, coordinator_run_id, run_type, variables))
+        threads = min(len(names), workers * 2)
+        subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads))
+        results.extend(subflow(project, flow_name, names, coordinator_run_id, run_type, variables, workers))
     failed = [r for r in results if r["status"] != "success"]
     if not failed:
         publish_journal(project, [f"{e.flow}.{e.name}" for e in chosen], variables)

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import StoreError
 from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manifest
+from hygge.slots import waiting
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import layout_of, write_files
@@ -177,14 +178,17 @@ class OpenMirroringStore:
         """Publish a committed write; every step is idempotent so a rerun can finish it."""
         self._ensure_partner_events()
         if record["run_type"] == "full_drop" and record["state"] == "staged":
+            existed = bool(self.table.list())
             self.zone.delete_folder(self.folder)
             record["state"] = "dropped"
-            record["dropped_at"] = time.time()
+            # Nothing was there to delete: nothing for the service to notice, so no wait.
+            record["dropped_at"] = time.time() if existed else 0.0
             self._save(path, record)
         if record["state"] == "dropped":
             remaining = record["dropped_at"] + self.config.folder_deletion_wait_seconds - time.time()
             if remaining > 0:
-                time.sleep(remaining)
+                with waiting():  # only waiting: let other entities use this concurrency slot
+                    time.sleep(remaining)
         self._ensure_metadata()
         if record.get("schema"):
             self.table.put("_schema.json", json.dumps(record["schema"]["manifest"]).encode())
