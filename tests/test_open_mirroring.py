@@ -5,6 +5,7 @@ that never leaves the table half-replaced."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import re
 import threading
@@ -16,6 +17,8 @@ import pytest
 import yaml
 
 from hygge.errors import HyggeError, StoreError
+from hygge.storage import Storage
+from hygge.stores import store_root
 from tests.helpers import entity_of, journal, landed, load, pg_execute, pg_rows, run, write_project
 
 T0 = dt.datetime(2024, 1, 1, 9, 0, 0, 123456)
@@ -74,24 +77,47 @@ def replayed(root: Path) -> list[dict]:
     return sorted(landed(root, "f", "orders").to_pylist(), key=lambda r: (r["region"], r["id"]))
 
 
-def check_contract(zone: Path, keys: list[str]) -> list[str]:
+def zone_storage(root: Path) -> Storage:
+    """The LandingZone as the entity's store sees it (a local folder or an Azurite container)."""
+    return store_root(entity_of(load(root), "f", "orders"), root)
+
+
+def check_contract(zone: Storage, keys: list[str]) -> list[str]:
     """The folder tree matches the contract; returns the data file names."""
-    events = json.loads((zone / "_partnerEvents.json").read_text())
+    events = json.loads(zone.get("_partnerEvents.json"))
     assert events["partnerName"] == "hygge" and set(events["sourceInfo"]) >= {"sourceType", "sourceVersion"}
-    table = zone / "orders"
-    assert json.loads((table / "_metadata.json").read_text()) == {"keyColumns": keys}
-    names = sorted(p.name for p in table.iterdir() if not p.name.startswith("_"))
+    assert json.loads(zone.get("orders/_metadata.json")) == {"keyColumns": keys}
+    names = sorted(o["path"].split("/", 1)[1] for o in zone.list("orders"))
+    names = [n for n in names if "/" not in n and not n.startswith("_")]
     assert all(NAME.match(n) for n in names), names
     for name in names:
-        schema = pq.read_schema(table / name)
-        assert schema.names[-1] == "__rowMarker__"
-        assert pq.read_metadata(table / name).num_rows > 0, "an empty data file"
-        assert schema.field("updated_at").type == pa.timestamp("us")
+        data = pq.read_table(io.BytesIO(zone.get(f"orders/{name}")))
+        assert data.schema.names[-1] == "__rowMarker__"
+        assert data.num_rows > 0, "an empty data file"
+        assert data.schema.field("updated_at").type == pa.timestamp("us")
     return names
 
 
+def marker_of(zone: Storage, name: str) -> set[int]:
+    return set(pq.read_table(io.BytesIO(zone.get(f"orders/{name}"))).column("__rowMarker__").to_pylist())
+
+
+@pytest.fixture(params=["local", "azurite"])
+def where(request) -> dict:
+    """Store settings for a LandingZone in a local folder or in an Azurite container."""
+    if request.param == "local":
+        return {}
+    info, container = request.getfixturevalue("azure_container")
+    return {
+        "path": f"az://{container}/db/Files/LandingZone",
+        "account": info.account,
+        "endpoint": info.blob_endpoint,
+        "credential": {"type": "account_key", "account_key": info.key},
+    }
+
+
 @pytest.mark.parametrize("keys", [["region", "id"], []], ids=["composite-key", "no-key"])
-def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path, pg_db, keys) -> None:
+def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path, pg_db, keys, where) -> None:
     """Replaying the landing zone equals the source after a full_drop, three incremental rounds
     (inserts; updates when keyed; a tie at the previous maximum) and a second full_drop."""
     create(pg_db, bool(keys))
@@ -99,10 +125,11 @@ def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path
         pg_db,
         [row(i, T0 + dt.timedelta(minutes=i)) for i in range(1, 7)] + [row(7, T0, region="us", note=None)],
     )
-    root = om_project(tmp_path, pg_db, keys=keys)
+    root = om_project(tmp_path, pg_db, keys=keys, store_extra=where)
+    zone = zone_storage(root)
     run(root, "f", "orders", run_type="full_drop")
     assert replayed(root) == source(pg_db)
-    names = check_contract(root / "zone", keys)
+    names = check_contract(zone, keys)
     assert names[0] == f"{1:020d}.parquet"
     top = T0 + dt.timedelta(minutes=6)
     rounds = [[row(8, top + dt.timedelta(minutes=1))], [row(9, top + dt.timedelta(minutes=1))], None]
@@ -121,15 +148,14 @@ def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path
             )
         assert run(root, "f", "orders").status == "success"
         assert replayed(root) == source(pg_db), f"round {number + 1}"
-    names = check_contract(root / "zone", keys)
+    names = check_contract(zone, keys)
     numbers = [int(n[:20]) for n in names]
     assert numbers == list(range(1, len(numbers) + 1))
-    markers = set(pq.read_table(root / "zone" / "orders" / names[-1]).column("__rowMarker__").to_pylist())
-    assert markers == ({4} if keys else {0})
+    assert marker_of(zone, names[-1]) == ({4} if keys else {0})
 
     run(root, "f", "orders", run_type="full_drop")
     assert replayed(root) == source(pg_db)
-    assert check_contract(root / "zone", keys)[0] == f"{1:020d}.parquet"
+    assert check_contract(zone, keys)[0] == f"{1:020d}.parquet"
 
 
 def test_sequence_continues_after_the_service_deletes_processed_files(tmp_path, pg_db) -> None:
@@ -247,31 +273,6 @@ def test_changed_key_columns_fail_with_a_clear_message(tmp_path, pg_db) -> None:
     assert "['region', 'id']" in text and "['id']" in text and "--full-drop" in text
 
 
-def test_open_mirroring_on_azurite(tmp_path, pg_db, azure_container) -> None:
-    """The same landing zone in an Azurite container: full_drop then an incremental round replay exactly."""
-    info, container = azure_container
-    create(pg_db, True)
-    insert(pg_db, [row(i, T0 + dt.timedelta(minutes=i)) for i in range(1, 6)])
-    root = om_project(
-        tmp_path,
-        pg_db,
-        keys=["region", "id"],
-        store_extra={
-            "path": f"az://{container}/db/Files/LandingZone",
-            "account": info.account,
-            "endpoint": info.blob_endpoint,
-            "credential": {"type": "account_key", "account_key": info.key},
-        },
-    )
-    run(root, "f", "orders", run_type="full_drop")
-    insert(pg_db, [row(9, T0 + dt.timedelta(hours=1))])
-    pg_execute(pg_db, "UPDATE orders SET note = 'x', updated_at = updated_at + interval '1 day' WHERE id = 2")
-    run(root, "f", "orders")
-    assert replayed(root) == source(pg_db)
-    store = entity_of(load(root), "f", "orders")
-    assert store.store.type == "open_mirroring"
-
-
 def test_schema_added_column_is_accepted_changed_type_fails_or_rebuilds(tmp_path, pg_db) -> None:
     """An added column lands; a changed type fails naming the column, both types and the setting;
     with `schema_change: full_drop` the table is rebuilt and replays to the source. _schema.json
@@ -351,3 +352,28 @@ def test_waiting_full_drops_give_their_concurrency_slot_to_others(tmp_path, pg_d
     elapsed = time.perf_counter() - start
     assert summary.ok, [r.message for r in summary.results]
     assert elapsed < 3.5, f"{elapsed:.1f} s: the waits did not overlap"
+
+
+def test_metadata_is_written_before_any_data_file(tmp_path, pg_db, monkeypatch) -> None:
+    """Order of what becomes visible in the table folder: _metadata.json, _schema.json, then data files."""
+    create(pg_db, True)
+    insert(pg_db, [row(i, T0 + dt.timedelta(minutes=i)) for i in range(1, 6)])
+    root = om_project(tmp_path, pg_db, keys=["region", "id"], store_extra={"file_rows": 2})
+    order: list[str] = []
+    real_put, real_rename = Storage.put, Storage.rename
+
+    def put(self, path, data, *, create_only=False):
+        order.append(path)
+        return real_put(self, path, data, create_only=create_only)
+
+    def rename(self, src, dst, *, overwrite=False):
+        order.append(dst)
+        return real_rename(self, src, dst, overwrite=overwrite)
+
+    monkeypatch.setattr(Storage, "put", put)
+    monkeypatch.setattr(Storage, "rename", rename)
+    run(root, "f", "orders", run_type="full_drop")
+    visible = [p for p in order if p.startswith("orders/") or p in ("_metadata.json", "_schema.json")]
+    data = [i for i, p in enumerate(visible) if NAME.match(p.rsplit("/", 1)[-1])]
+    meta = next(i for i, p in enumerate(visible) if p.endswith("_metadata.json"))
+    assert data and meta < min(data), visible
