@@ -167,7 +167,8 @@ class Journal:
         return [Entry(**row) for row in table.to_pylist()]
 
     def last_success(self, flow: str, entity: str) -> Entry | None:
-        runs = [e for e in self.entries(flow, entity) if e.status == "success"]
+        """The latest successful landing run (`hygge verify` rows land nothing: never a watermark)."""
+        runs = [e for e in self.entries(flow, entity) if e.status == "success" and e.run_type != "verify"]
         return max(runs, key=lambda e: (e.finish_time, e.start_time)) if runs else None
 
     def _status_of(self, entity_run_id: str) -> str | None:

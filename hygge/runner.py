@@ -104,7 +104,7 @@ def land_entity(
     journal = journal_for(entity, project)
     where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
     mark = entity.watermark
-    entry = _entry(entity, ids, entity_run_id, run_type, start, "fail")
+    entry = new_entry(entity, ids, entity_run_id, run_type, start, "fail")
     result = EntityResult(entity.flow, entity.name, "fail", run_type, entity_run_id=entity_run_id)
     guard = _Guard()
     observer = _Observer(None, on_rows)
@@ -229,7 +229,7 @@ def _recover(
         return None
     mark = entity.watermark
     value = store.max_value(mark.watermark_column) if mark and mark.watermark_column and kind else None
-    entry = _entry(entity, ids, commit.entity_run_id, commit.run_type or run_type, _now(), "success")
+    entry = new_entry(entity, ids, commit.entity_run_id, commit.run_type or run_type, _now(), "success")
     entry.row_count = commit.rows
     entry.duration = 0.0
     entry.watermark_type = kind
@@ -241,7 +241,7 @@ def _recover(
     return entry
 
 
-def _entry(
+def new_entry(
     entity: ResolvedEntity, ids: RunIds, run_id: str, run_type: str, start: dt.datetime, status: str
 ) -> Entry:
     """A journal row with what is known before anything is read."""

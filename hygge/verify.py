@@ -2,18 +2,44 @@
 
 Open Mirroring: data files in sequence order, `__rowMarker__` applied by key columns (the last change
 per key wins; 2 deletes). Tables without keys are append-only: inserted rows accumulate.
+
+`verify_entity` streams the source through the entity's home and reads what landed through the
+store's `scan()` (for Open Mirroring, the replay), then reconciles the two: the row count and, per
+source column, an order-independent checksum built batch by batch. A column's checksum is its null
+count plus, for each of four seeds, the sum (mod 2**64) of polars' stable 64-bit hashes of its
+non-null values: duplicates count, order does not, and no side is ever held whole for the source.
+Both sides are compared in the source's pinned types (for Open Mirroring: those types as Fabric data
+files hold them), so a reader's large_string or a landed decimal's precision never shows as a
+difference. Every verification is journaled with run_type "verify" (never a watermark source).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hygge.config.models import OpenMirroringStoreConfig
+from hygge.errors import HyggeError
+from hygge.fabric.schema import conform_for_fabric, conform_schema
+from hygge.homes import make_home
+from hygge.journal import new_id
+from hygge.runner import RunIds, journal_for, new_entry
 from hygge.storage import Storage
+from hygge.stores import make_store
+from hygge.typemap import schema_fingerprint
+
+if TYPE_CHECKING:
+    from hygge.config.loader import Project
+    from hygge.config.models import ResolvedEntity
 
 ROW_MARKER = "__rowMarker__"
 DELETE = 2
@@ -38,3 +64,176 @@ def replay_open_mirroring(table: Storage, keys: list[str]) -> pa.Table:
         changes = changes.unique(subset=keys, keep="last", maintain_order=True)
     changes = changes.filter(pl.col(ROW_MARKER) != DELETE)
     return changes.drop(ROW_MARKER, "__file", "__row").to_arrow()
+
+
+# --- reconciling with the source -----------------------------------------------------------------
+RUN_TYPE = "verify"
+SEEDS = (0, 1, 2, 3)
+_HALF = 1 << 32
+_MOD = 1 << 64
+
+
+class ColumnChecksum:
+    """An order-independent checksum of one column's values, fed array by array."""
+
+    def __init__(self) -> None:
+        self.sums = [0] * len(SEEDS)
+        self.nulls = 0
+        self.rows = 0
+
+    def update(self, values: pa.Array | pa.ChunkedArray) -> None:
+        if not len(values):
+            return
+        series = _series(values)
+        self.rows += len(series)
+        self.nulls += series.null_count()
+        series = series.drop_nulls()
+        if not len(series):
+            return
+        for index, seed in enumerate(SEEDS):
+            hashes = series.hash(seed=seed)
+            # Halves summed apart never overflow (fewer than 2**32 values per array), so the result
+            # does not rest on how polars treats an overflowing UInt64 sum.
+            high = int((hashes // _HALF).sum())
+            low = int((hashes % _HALF).sum())
+            self.sums[index] = (self.sums[index] + (high << 32) + low) % _MOD
+
+    @property
+    def digest(self) -> str:
+        return f"{self.nulls}:" + "".join(f"{s:016x}" for s in self.sums)
+
+
+def _series(values: pa.Array | pa.ChunkedArray) -> pl.Series:
+    try:
+        return pl.from_arrow(values)  # type: ignore[return-value]
+    except Exception:  # a type polars cannot take: compare its text form instead
+        return pl.from_arrow(pc.cast(values, pa.string()))  # type: ignore[return-value]
+
+
+@dataclass
+class ColumnResult:
+    name: str
+    source_checksum: str
+    landed_checksum: str | None  # None: the column did not land (or cannot be read as the source's type)
+    equal: bool
+    note: str | None = None
+
+
+@dataclass
+class Verification:
+    flow: str
+    entity: str
+    source_rows: int
+    landed_rows: int
+    columns: list[ColumnResult] = field(default_factory=list)
+    ok: bool = False
+    message: str = ""
+    entity_run_id: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.flow}.{self.entity}"
+
+    @property
+    def differing(self) -> list[str]:
+        return [c.name for c in self.columns if not c.equal]
+
+
+def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None = None) -> Verification:
+    """Reconcile what the entity's store holds with its source, and journal the result.
+
+    Returns the Verification (ok or not); raises HyggeError when either side cannot be read (that
+    failure is journaled too).
+    """
+    start = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    ids = ids or RunIds(project.config.name, new_id(), new_id())
+    entry = new_entry(entity, ids, new_id(), RUN_TYPE, start, "fail")
+    where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
+    journal = journal_for(entity, project)
+    try:
+        home = make_home(entity, project.config.connections, project.root)
+        store = make_store(entity, project.root)
+        entry.home, entry.store = home.describe(), store.describe()
+        schema = home.schema()
+        entry.schema_version = schema_fingerprint(schema)
+        fabric = isinstance(entity.store, OpenMirroringStoreConfig)
+        # Compare in the types the store holds for the source's pinned types.
+        target = conform_schema(schema) if fabric else schema
+
+        source = {name: ColumnChecksum() for name in target.names}
+        source_rows = 0
+        for batch in home.read():
+            if fabric:
+                batch = conform_for_fabric(batch)
+            source_rows += batch.num_rows
+            for name in target.names:
+                source[name].update(batch.column(name))
+
+        landed_table = store.scan()
+        landed_rows = landed_table.num_rows
+        columns = [_compare(fld.name, fld.type, source[fld.name], landed_table) for fld in target]
+        del landed_table
+    except BaseException as exc:
+        error = (
+            exc.with_context(**where)
+            if isinstance(exc, HyggeError)
+            else HyggeError(f"verify failed: {type(exc).__name__}: {exc}", **where)
+        )
+        entry.message = f"verify: {error.message}"
+        entry.finish_time = dt.datetime.now(dt.UTC)
+        entry.duration = time.perf_counter() - clock
+        try:
+            journal.record(entry)
+        except HyggeError as journal_error:
+            error.details.message += f" (and the failure could not be journaled: {journal_error.message})"
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise error from (exc if error is not exc else None)
+
+    ok = source_rows == landed_rows and all(c.equal for c in columns)
+    result = Verification(
+        flow=entity.flow,
+        entity=entity.name,
+        source_rows=source_rows,
+        landed_rows=landed_rows,
+        columns=columns,
+        ok=ok,
+        message=_summary(source_rows, landed_rows, columns),
+        entity_run_id=entry.entity_run_id,
+    )
+    entry.status = "success" if ok else "fail"
+    entry.row_count = landed_rows
+    entry.message = result.message
+    entry.finish_time = dt.datetime.now(dt.UTC)
+    entry.duration = time.perf_counter() - clock
+    journal.record(entry)
+    return result
+
+
+def _compare(name: str, kind: pa.DataType, source: ColumnChecksum, landed: pa.Table) -> ColumnResult:
+    if name not in landed.column_names:
+        if landed.num_rows == 0:  # nothing landed: an empty column of any type
+            empty = ColumnChecksum().digest
+            return ColumnResult(name, source.digest, empty, source.digest == empty)
+        return ColumnResult(name, source.digest, None, False, "not landed")
+    checksum = ColumnChecksum()
+    for chunk in landed.column(name).chunks:
+        try:
+            chunk = chunk if chunk.type == kind else pc.cast(chunk, kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            note = f"landed as {chunk.type}, which does not read as {kind}: {exc}"
+            return ColumnResult(name, source.digest, None, False, note)
+        checksum.update(chunk)
+    return ColumnResult(name, source.digest, checksum.digest, source.digest == checksum.digest)
+
+
+def _summary(source_rows: int, landed_rows: int, columns: list[ColumnResult]) -> str:
+    """One line for the journal: row counts, then which columns differ (if any)."""
+    if source_rows == landed_rows:
+        rows = f"{source_rows:,} rows " + ("match" if all(c.equal for c in columns) else "each")
+    else:
+        rows = f"source {source_rows:,} rows, landed {landed_rows:,}"
+    differ = [c.name + (f" ({c.note})" if c.note == "not landed" else "") for c in columns if not c.equal]
+    tail = f"differ: {', '.join(differ)}" if differ else f"columns: all {len(columns)} equal"
+    return f"verify: {rows}; {tail}"

@@ -143,5 +143,69 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def verify(
+    project: ProjectOpt = Path("."),
+    flow: Annotated[
+        list[str] | None, typer.Option("--flow", "-f", help="Flow(s) to check; repeatable")
+    ] = None,
+    entity: Annotated[
+        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
+    ] = None,
+) -> None:
+    """Reconcile landed data with its source (rows and a checksum per column) and journal the result."""
+    from rich.table import Table
+
+    from hygge.journal import new_id
+    from hygge.runner import RunIds
+    from hygge.verify import verify_entity
+
+    try:
+        loaded = load_project(project)
+        chosen = loaded.select(_split(flow), _split(entity))
+    except HyggeError as exc:
+        _fail(exc)
+        return
+    if not chosen:
+        err.print("nothing to verify: no entities selected")
+        raise typer.Exit(1)
+    coordinator_run_id = new_id()
+    flow_runs = {name: new_id() for name in {e.flow for e in chosen}}
+    table = Table(title="hygge verify")
+    for column in ("entity", "source rows", "landed rows", "status", "differing columns"):
+        table.add_column(column, justify="right" if column.endswith("rows") else "left")
+    errors: list[tuple[str, HyggeError]] = []
+    ok = True
+    matched = 0
+    for e in chosen:
+        ids = RunIds(loaded.config.name, coordinator_run_id, flow_runs[e.flow])
+        try:
+            result = verify_entity(loaded, e, ids)
+        except HyggeError as exc:
+            errors.append((f"{e.flow}.{e.name}", exc))
+            table.add_row(f"{e.flow}.{e.name}", "-", "-", "[red]ERROR", "")
+            ok = False
+            continue
+        ok = ok and result.ok
+        matched += result.ok
+        status = "[green]MATCH" if result.ok else "[red]DIFFER"
+        table.add_row(
+            result.key,
+            f"{result.source_rows:,}",
+            f"{result.landed_rows:,}",
+            status,
+            ", ".join(result.differing),
+        )
+    console.print(table)
+    for key, exc in errors:
+        console.print(f"[red]ERROR[/red] {key}: {exc}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(chosen)} entities: [green]{matched} MATCH[/green], [red]{len(chosen) - matched - len(errors)} "
+        f"DIFFER[/red], [red]{len(errors)} ERROR[/red]",
+        highlight=False,
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
 if __name__ == "__main__":
     app()
