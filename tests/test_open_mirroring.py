@@ -77,6 +77,16 @@ def replayed(root: Path) -> list[dict]:
     return sorted(landed(root, "f", "orders").to_pylist(), key=lambda r: (r["region"], r["id"]))
 
 
+def verified(root: Path) -> bool:
+    """`hygge verify`'s library call: the replayed landing zone reconciles with the source."""
+    from hygge.verify import verify_entity
+
+    project = load(root)
+    result = verify_entity(project, entity_of(project, "f", "orders"))
+    assert result.ok, result.message
+    return result.ok
+
+
 def zone_storage(root: Path) -> Storage:
     """The LandingZone as the entity's store sees it (a local folder or an Azurite container)."""
     return store_root(entity_of(load(root), "f", "orders"), root)
@@ -128,7 +138,7 @@ def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path
     root = om_project(tmp_path, pg_db, keys=keys, store_extra=where)
     zone = zone_storage(root)
     run(root, "f", "orders", run_type="full_drop")
-    assert replayed(root) == source(pg_db)
+    assert replayed(root) == source(pg_db) and verified(root)
     names = check_contract(zone, keys)
     assert names[0] == f"{1:020d}.parquet"
     top = T0 + dt.timedelta(minutes=6)
@@ -147,14 +157,14 @@ def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path
                 ),
             )
         assert run(root, "f", "orders").status == "success"
-        assert replayed(root) == source(pg_db), f"round {number + 1}"
+        assert replayed(root) == source(pg_db) and verified(root), f"round {number + 1}"
     names = check_contract(zone, keys)
     numbers = [int(n[:20]) for n in names]
     assert numbers == list(range(1, len(numbers) + 1))
     assert marker_of(zone, names[-1]) == ({4} if keys else {0})
 
     run(root, "f", "orders", run_type="full_drop")
-    assert replayed(root) == source(pg_db)
+    assert replayed(root) == source(pg_db) and verified(root)
     assert check_contract(zone, keys)[0] == f"{1:020d}.parquet"
 
 
