@@ -185,13 +185,21 @@ def test_sequence_continues_after_the_service_deletes_processed_files(tmp_path, 
     assert after == [names[-1], f"{int(names[-1][:20]) + 1:020d}.parquet"]
 
 
-def test_racing_writers_never_share_a_number_or_leave_a_gap(tmp_path) -> None:
-    """Eight threads publish staged files into one table at once: names are unique and continuous."""
-    from hygge.config.models import OpenMirroringStoreConfig
-    from hygge.storage import Storage
+def test_racing_writers_never_share_a_number_or_leave_a_gap(tmp_path, where) -> None:
+    """Eight threads publish staged files into one table at once (local folder and Azurite): names
+    are unique and continuous."""
+    from hygge.config.models import AzureCredentialConfig, OpenMirroringStoreConfig, RemoteSettings
     from hygge.stores.open_mirroring import OpenMirroringStore
 
-    zone = Storage.local(tmp_path / "zone")
+    if where:
+        settings = RemoteSettings(
+            account=where["account"],
+            endpoint=where["endpoint"],
+            credential=AzureCredentialConfig(**where["credential"]),
+        )
+        zone = Storage.at(where["path"], None, settings)
+    else:
+        zone = Storage.local(tmp_path / "zone")
     config = OpenMirroringStoreConfig(type="open_mirroring", path=str(tmp_path / "zone"))
     stores = [OpenMirroringStore(zone, "t", config, ["id"]) for _ in range(8)]
     for n, store in enumerate(stores):
