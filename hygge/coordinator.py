@@ -15,6 +15,7 @@ from hygge.config.loader import Project
 from hygge.config.models import ResolvedEntity
 from hygge.errors import ConfigError, HyggeError
 from hygge.journal import Journal, new_id
+from hygge.journal_mirror import JournalMirror, mirror_for
 from hygge.runner import EntityResult, RunIds, journal_for, land_entity
 from hygge.slots import holding
 
@@ -63,8 +64,19 @@ def journals_of(project: Project, entities: Sequence[ResolvedEntity]) -> list[Jo
 
 
 def publish_journal(project: Project, entities: Sequence[ResolvedEntity]) -> int:
-    """Fold every entity run into the journals' snapshots (the Fabric publish builds on this)."""
-    return sum(journal.compact() for journal in journals_of(project, entities))
+    """Fold every entity run into the journals' snapshots, then publish mirrored journals to Fabric
+    (once each). Returns the journal rows published; raises PublishError if a publish failed."""
+    for journal in journals_of(project, entities):
+        journal.compact()
+    published = 0
+    mirrors: dict[str, JournalMirror] = {}
+    for entity in entities:
+        mirror = mirror_for(entity, project)
+        if mirror is not None:
+            mirrors.setdefault(mirror.journal.location.uri, mirror)
+    for mirror in mirrors.values():
+        published += mirror.publish()
+    return published
 
 
 def run_entities(

@@ -98,9 +98,13 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+MIRROR_PENDING = "mirror/pending"
+
+
 class Journal:
-    def __init__(self, location: Storage):
+    def __init__(self, location: Storage, *, mirrored: bool = False):
         self.location = location
+        self.mirrored = mirrored  # every record marks the Fabric mirror pending (hygge.journal_mirror)
 
     def describe(self) -> str:
         return f"journal {self.location.describe()}"
@@ -120,6 +124,8 @@ class Journal:
                 self.location.put(
                     f"{RUNS}/{entry.entity_run_id}.success.parquet", sink.getvalue(), create_only=True
                 )
+            if self.mirrored:
+                self.location.put(MIRROR_PENDING, b"pending")
         except AlreadyExistsError:
             raise JournalError(
                 f"entity run {entry.entity_run_id} is already in the journal",

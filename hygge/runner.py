@@ -61,12 +61,14 @@ class EntityResult:
 
 def journal_for(entity: ResolvedEntity, project: Project) -> Journal:
     """The journal an entity's runs go to: the project's `journal.path`, else beside its store."""
+    mirrored = project.config.journal.mirror and isinstance(entity.store, OpenMirroringStoreConfig)
     if project.config.journal.path:
-        return Journal(Storage.at(project.config.journal.path, project.root, project.config.journal))
+        location = Storage.at(project.config.journal.path, project.root, project.config.journal)
+        return Journal(location, mirrored=mirrored)
     root = store_root(entity, project.root)
     if isinstance(entity.store, OpenMirroringStoreConfig):
         # A LandingZone holds tables and '_' names only: the journal sits in hygge's own folder there.
-        return Journal(root.child("_hygge", ".hygge_journal"))
+        return Journal(root.child("_hygge", ".hygge_journal"), mirrored=mirrored)
     return Journal(root.child(".hygge_journal"))
 
 

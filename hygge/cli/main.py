@@ -207,5 +207,85 @@ def verify(
     raise typer.Exit(0 if ok else 1)
 
 
+journal_app = typer.Typer(help="The journal: show runs, publish it to Fabric.", no_args_is_help=True)
+app.add_typer(journal_app, name="journal")
+
+
+@journal_app.command("show")
+def journal_show(
+    project: ProjectOpt = Path("."),
+    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
+    entity: Annotated[
+        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
+    ] = None,
+    last: Annotated[int, typer.Option("--last", "-n", min=1, help="Newest N runs per entity")] = 10,
+) -> None:
+    """List entity runs: when, status, rows, watermark and message."""
+    from rich.table import Table
+
+    from hygge.coordinator import journals_of
+
+    try:
+        loaded = load_project(project)
+        chosen = loaded.select(_split(flow), _split(entity))
+        wanted = {(e.flow, e.name) for e in chosen}
+        rows = [
+            entry
+            for journal in journals_of(loaded, chosen)
+            for entry in journal.entries()
+            if (entry.flow, entry.entity) in wanted
+        ]
+    except HyggeError as exc:
+        _fail(exc)
+        return
+    table = Table(title="hygge journal")
+    for column in ("entity", "finished (UTC)", "run type", "status", "rows", "watermark", "message"):
+        table.add_column(column, justify="right" if column == "rows" else "left", overflow="fold")
+    by_entity: dict[tuple[str, str], list] = {}
+    for entry in sorted(rows, key=lambda e: e.finish_time):
+        by_entity.setdefault((entry.flow, entry.entity), []).append(entry)
+    for (flow_name, entity_name), entries in sorted(by_entity.items()):
+        for entry in entries[-last:]:
+            colour = {"success": "green", "fail": "red"}.get(entry.status, "yellow")
+            table.add_row(
+                f"{flow_name}.{entity_name}",
+                entry.finish_time.strftime("%Y-%m-%d %H:%M:%S"),
+                entry.run_type,
+                f"[{colour}]{entry.status}",
+                f"{entry.row_count or 0:,}",
+                entry.watermark or "-",
+                (entry.message or "")[:120],
+            )
+    console.print(table)
+
+
+@journal_app.command("publish")
+def journal_publish(
+    project: ProjectOpt = Path("."),
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rewrite the Fabric tables from the snapshot")
+    ] = False,
+) -> None:
+    """Publish mirrored journals to Fabric now (what is pending; everything with --rebuild)."""
+    from hygge.journal_mirror import mirror_for
+
+    try:
+        loaded = load_project(project)
+        mirrors = {}
+        for entity in loaded.select():
+            mirror = mirror_for(entity, loaded)
+            if mirror is not None:
+                mirrors.setdefault(mirror.journal.location.uri, mirror)
+        if not mirrors:
+            err.print("no journal to publish: set `journal: {mirror: true}` and use an open_mirroring store")
+            raise typer.Exit(1)
+        for mirror in mirrors.values():
+            mirror.journal.compact()
+            rows = mirror.publish(rebuild=rebuild)
+            console.print(f"published {rows:,} journal row(s) to {mirror.zone.describe()}", highlight=False)
+    except HyggeError as exc:
+        _fail(exc)
+
+
 if __name__ == "__main__":
     app()

@@ -99,6 +99,10 @@ class JournalConfig(RemoteSettings):
     path: str | None = Field(
         default=None, description="Folder of the journal; default <store root>/.hygge_journal"
     )
+    mirror: bool = Field(
+        default=False,
+        description="publish the journal to Fabric as __hygge.journal (flows with an open_mirroring store)",
+    )
 
 
 class ProjectConfig(Strict):

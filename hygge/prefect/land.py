@@ -98,11 +98,11 @@ def _land_one(
 
 @task(name="publish-journal")
 def publish_journal(project: str, keys: list[str], variables: dict[str, Any] | None = None) -> int:
-    """Compact the journals of the landed entities (the Fabric publish builds on this step)."""
+    """Compact the journals of the landed entities and publish mirrored ones to Fabric, once."""
     loaded = _load(project, variables)
-    folded = compact_journals(loaded, loaded.select(entities=keys))
-    get_run_logger().info("journal published: %d run record(s) folded into the snapshot", folded)
-    return folded
+    published = compact_journals(loaded, loaded.select(entities=keys))
+    get_run_logger().info("journal published (%d row(s) to Fabric)", published)
+    return published
 
 
 @flow(name="land-flow", flow_run_name="{flow_name}", log_prints=False)
@@ -173,23 +173,41 @@ def land(
         subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads))
         results.extend(subflow(project, flow_name, names, coordinator_run_id, run_type, variables, workers))
     failed = [r for r in results if r["status"] != "success"]
+    publish_error: HyggeError | None = None
     if not failed:
-        publish_journal(project, [f"{e.flow}.{e.name}" for e in chosen], variables)
+        state = publish_journal(project, [f"{e.flow}.{e.name}" for e in chosen], variables, return_state=True)
+        if state.is_failed():
+            publish_error = _error_of(state)
+            logger.error("journal not published (landed entities are unaffected): %s", publish_error)
     else:
         logger.warning(
             "journal not published: %d entit%s failed", len(failed), "y" if len(failed) == 1 else "ies"
         )
-    create_table_artifact(
-        key="hygge-land",
-        table=[_row(r) for r in results],
-        description=f"hygge run of {loaded.config.name}: {len(results) - len(failed)} succeeded, {len(failed)} failed",
+    description = (
+        f"hygge run of {loaded.config.name}: {len(results) - len(failed)} succeeded, {len(failed)} failed"
     )
+    if publish_error is not None:
+        description += "; the journal publish failed and stays pending"
+    create_table_artifact(key="hygge-land", table=[_row(r) for r in results], description=description)
     if failed:
         raise HyggeError(
             f"{len(failed)} of {len(results)} entities failed: "
             + "; ".join(f"{r['flow']}.{r['entity']}: {r['message']}" for r in failed)
         )
+    if publish_error is not None:
+        raise publish_error
     return results
+
+
+def _error_of(state: State) -> HyggeError:
+    """The exception a failed task state carries, as hygge's own error."""
+    try:
+        value = state.result(raise_on_failure=False)
+    except Exception as exc:  # the result itself could not be read
+        value = exc
+    if isinstance(value, HyggeError):
+        return value
+    return HyggeError(str(value))
 
 
 def _public(result: EntityResult) -> dict[str, Any]:
