@@ -125,7 +125,8 @@ class Journal:
                     f"{RUNS}/{entry.entity_run_id}.success.parquet", sink.getvalue(), create_only=True
                 )
             if self.mirrored:
-                self.location.put(MIRROR_PENDING, b"pending")
+                # A fresh token each time: a publish clears the marker only if nothing was recorded since.
+                self.location.put(MIRROR_PENDING, new_id().encode())
         except AlreadyExistsError:
             raise JournalError(
                 f"entity run {entry.entity_run_id} is already in the journal",

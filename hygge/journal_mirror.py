@@ -60,30 +60,42 @@ class JournalMirror:
 
     # --- pending marker --------------------------------------------------------------------------
     def mark_pending(self) -> None:
-        self.journal.location.put(PENDING, b"pending")
+        self.journal.location.put(PENDING, new_id().encode())
 
     def pending(self) -> bool:
         return self.journal.location.exists(PENDING)
 
+    def _token(self) -> bytes | None:
+        try:
+            return self.journal.location.get(PENDING)
+        except (NotFoundError, FileNotFoundError):
+            return None
+
     # --- publish ---------------------------------------------------------------------------------
     def publish(self, *, rebuild: bool = False) -> int:
-        """Publish what is not yet in Fabric; returns the journal rows written (0: nothing to do)."""
-        # The marker goes first: a run recorded while this publish works marks it pending again.
-        self.journal.location.delete(PENDING)
+        """Publish what is not yet in Fabric; returns the journal rows written (0: nothing to do).
+
+        The pending marker is cleared only after a publish succeeded, and only if no run was recorded
+        meanwhile (each record writes a fresh token). What gets published never depends on the
+        marker: it is every journal row not in the published set."""
+        token = self._token()
         try:
             written = self._publish(rebuild)
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                self.mark_pending()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             message = exc.message if isinstance(exc, HyggeError) else f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                if token is None:
+                    self.mark_pending()
             raise PublishError(
                 f"publishing the journal to {self.zone.describe()} failed: {message}",
                 hint="the landed data is safe; the journal stays pending and the next successful run "
                 "publishes it (or run `hygge journal publish`)",
                 transient=getattr(exc, "transient", False),
             ) from exc
+        if token is not None and self._token() == token:
+            self.journal.location.delete(PENDING)
         return written
 
     def _publish(self, rebuild: bool) -> int:

@@ -172,3 +172,30 @@ def test_rebuild_republishes_from_the_snapshot(tmp_path, pg_db, azure_container)
     mirrored_equals_canonical(root)
     names = sorted(journal_files(root))
     assert names[0].endswith(f"{1:020d}.parquet"), "a rebuild starts the table afresh"
+
+
+def test_azurite_stopped_during_publish(tmp_path, pg_db, azure_container, monkeypatch) -> None:
+    """The emulator stops just as the journal is published: the entities stay successful, the publish
+    failure is reported, the marker is still pending after a restart, and the next run publishes all."""
+    from hygge import journal_mirror
+
+    info, container = azure_container
+    root = project(tmp_path, pg_db, info, container)
+    real = journal_mirror.JournalMirror._publish
+
+    def stop_then_publish(self, rebuild):
+        info.stop()
+        return real(self, rebuild)
+
+    monkeypatch.setattr(journal_mirror.JournalMirror, "_publish", stop_then_publish)
+    try:
+        summary = run_entities(load(root), load(root).select())
+    finally:
+        info.start()
+    monkeypatch.undo()
+    assert all(r.status == "success" for r in summary.results)
+    assert summary.publish_error and "pending" in summary.publish_error
+    assert pending(root) and journal_files(root) == []
+    summary = run_entities(load(root), load(root).select())
+    assert summary.ok and summary.published and not pending(root)
+    mirrored_equals_canonical(root)
