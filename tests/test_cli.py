@@ -129,3 +129,17 @@ def test_demo_lands_then_moves_only_the_changes(tmp_path: Path, monkeypatch: pyt
     moved = int(re.search(r"6 entities, ([\d,]+) rows", second.replace("\n", " ")).group(1).replace(",", ""))
     assert 0 < moved < 10_000
     assert (tmp_path / "demo" / "lake" / "delta" / "orders" / "_delta_log").is_dir()
+
+
+def test_journal_show_lists_runs(tmp_path: Path) -> None:
+    """`hygge journal show` lists each entity's newest runs with status, rows and watermark."""
+    root = _project(tmp_path)
+    assert runner.invoke(app, ["go", "-p", str(root)]).exit_code == 0
+    assert runner.invoke(app, ["go", "-p", str(root), "--flow", "one"]).exit_code == 0
+    result = runner.invoke(
+        app, ["journal", "show", "-p", str(root), "--entity", "one.a", "--last", "1"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "one.a" in line]
+    assert len(lines) == 1 and "success" in lines[0] and "2024-01-01T0" in lines[0]
+    assert "two.b" not in result.output
