@@ -1,0 +1,153 @@
+"""End to end through a real Prefect server and process worker: `prefect deploy --all` from
+prefect.yaml, `prefect deployment run ... --watch`, the demo shop lands and the run's artifact exists."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group (the worker may need a second one), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def prefect_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` (SQLite, free port) in its own PREFECT_HOME; stopped afterwards."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO),
+    }
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError(
+                    f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.5)
+        yield env
+    finally:
+        _stop(server)
+        log.close()
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, (
+        f"prefect {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    return done
+
+
+def test_deploy_all_and_run_through_a_process_worker(prefect_env, tmp_path) -> None:
+    """prefect.yaml deploys every flow; a process worker runs the demo deployment to completion; the
+    landing zone holds the shop and the run has its hygge-land artifact."""
+    from hygge.demo import build_demo
+
+    demo = tmp_path / "demo"
+    env = {
+        **prefect_env,
+        "HYGGE_DEMO_DIR": str(demo),
+        "HYGGE_WORK_POOL": "hygge-test",
+        "HYGGE_PROJECT_DIR": str(REPO),
+    }
+    os.environ["HYGGE_DEMO_DIR"] = str(demo)
+    build_demo(demo, customers=500, say=lambda _: None)
+
+    _prefect(env, "work-pool", "create", "hygge-test", "--type", "process")
+    deployed = _prefect(env, "deploy", "--all", "--no-prompt")
+    assert "shop-delta" in deployed.stdout + deployed.stderr
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "hygge-test", "--type", "process"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        ran = _prefect(
+            env, "deployment", "run", "land/shop-delta", "--watch", "--watch-timeout", "240", timeout=300
+        )
+        assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+    finally:
+        _stop(worker)
+        log.close()
+
+    from deltalake import DeltaTable
+
+    orders = DeltaTable(str(demo / "lake" / "delta" / "orders")).to_pyarrow_table()
+    assert orders.num_rows == 2000
+
+    import json
+
+    env_api = {"PREFECT_API_URL": prefect_env["PREFECT_API_URL"]}
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as c:\n"
+            "    print(json.dumps([a.key for a in c.read_artifacts()]))",
+        ],
+        env={**os.environ, **env_api, "PREFECT_HOME": prefect_env["PREFECT_HOME"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "hygge-land" in json.loads(listed.stdout.strip().splitlines()[-1])
