@@ -93,25 +93,27 @@ def _prefect(env: dict[str, str], *args: str, timeout: float = 180) -> subproces
     return done
 
 
-def test_deploy_all_and_run_through_a_process_worker(prefect_env, tmp_path) -> None:
-    """prefect.yaml deploys every flow; a process worker runs the demo deployment to completion; the
-    landing zone holds the shop and the run has its hygge-land artifact."""
+@pytest.fixture(scope="module")
+def deployed(prefect_env, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A process work pool, `prefect deploy --all` from prefect.yaml, and a running worker (stopped
+    afterwards, with a second SIGTERM if it needs one). HYGGE_DEMO_DIR points at a fresh demo shop."""
     from hygge.demo import build_demo
 
-    demo = tmp_path / "demo"
+    demo = tmp_path_factory.mktemp("demo")
     env = {
         **prefect_env,
         "HYGGE_DEMO_DIR": str(demo),
         "HYGGE_WORK_POOL": "hygge-test",
         "HYGGE_PROJECT_DIR": str(REPO),
     }
-    os.environ["HYGGE_DEMO_DIR"] = str(demo)
     build_demo(demo, customers=500, say=lambda _: None)
-
     _prefect(env, "work-pool", "create", "hygge-test", "--type", "process")
     deployed = _prefect(env, "deploy", "--all", "--no-prompt")
-    assert "shop-delta" in deployed.stdout + deployed.stderr
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    assert (
+        "shop-delta" in deployed.stdout + deployed.stderr
+        and "shop-parquet" in deployed.stdout + deployed.stderr
+    )
+    log = open(demo.parent / "worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "hygge-test", "--type", "process"],
         env=env,
@@ -121,22 +123,15 @@ def test_deploy_all_and_run_through_a_process_worker(prefect_env, tmp_path) -> N
         start_new_session=True,
     )
     try:
-        ran = _prefect(
-            env, "deployment", "run", "land/shop-delta", "--watch", "--watch-timeout", "240", timeout=300
-        )
-        assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+        yield env
     finally:
         _stop(worker)
         log.close()
 
-    from deltalake import DeltaTable
 
-    orders = DeltaTable(str(demo / "lake" / "delta" / "orders")).to_pyarrow_table()
-    assert orders.num_rows == 2000
-
+def _artifact_keys(env: dict[str, str]) -> list[str]:
     import json
 
-    env_api = {"PREFECT_API_URL": prefect_env["PREFECT_API_URL"]}
     listed = subprocess.run(
         [
             sys.executable,
@@ -145,9 +140,51 @@ def test_deploy_all_and_run_through_a_process_worker(prefect_env, tmp_path) -> N
             "with get_client(sync_client=True) as c:\n"
             "    print(json.dumps([a.key for a in c.read_artifacts()]))",
         ],
-        env={**os.environ, **env_api, "PREFECT_HOME": prefect_env["PREFECT_HOME"]},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "hygge-land" in json.loads(listed.stdout.strip().splitlines()[-1])
+    return json.loads(listed.stdout.strip().splitlines()[-1])
+
+
+def test_deploy_all_and_run_through_a_process_worker(deployed) -> None:
+    """A process worker runs the demo deployment to completion; the landing zone holds the shop and
+    the run has its hygge-land table artifact and hygge-progress artifact."""
+    ran = _prefect(
+        deployed, "deployment", "run", "land/shop-delta", "--watch", "--watch-timeout", "240", timeout=300
+    )
+    assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+    from deltalake import DeltaTable
+
+    demo = Path(deployed["HYGGE_DEMO_DIR"])
+    assert DeltaTable(str(demo / "lake" / "delta" / "orders")).to_pyarrow_table().num_rows == 2000
+    keys = _artifact_keys(deployed)
+    assert "hygge-land" in keys and "hygge-progress" in keys
+
+
+def test_fan_out_runs_each_entity_as_its_own_deployment_run(deployed) -> None:
+    """With fan_out, every entity is a run of its own; the parent waits, reports them all and
+    publishes the journal once."""
+    ran = _prefect(
+        deployed,
+        "deployment",
+        "run",
+        "land/shop-parquet",
+        "--param",
+        "fan_out=true",
+        "--watch",
+        "--watch-timeout",
+        "280",
+        timeout=320,
+    )
+    assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+    from hygge.journal import Journal
+    from hygge.storage import Storage
+
+    demo = Path(deployed["HYGGE_DEMO_DIR"])
+    journal = Journal(Storage.local(demo / "lake" / "parquet" / ".hygge_journal"))
+    entries = journal.entries()
+    assert sorted(e.entity for e in entries) == ["customers", "order_lines", "orders"]
+    assert len({e.coordinator_run_id for e in entries}) == 3, "each entity ran in a run of its own"
+    assert (demo / "lake" / "parquet" / ".hygge_journal" / "journal.parquet").exists()

@@ -11,12 +11,13 @@ import threading
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from hygge.config import Project, load_project
+from hygge.config import Project, ResolvedEntity, load_project
 from hygge.coordinator import publish_journal as compact_journals
 from hygge.errors import HyggeError
 from hygge.journal import new_id
@@ -61,6 +62,13 @@ def land_entity_task(
         return _land_one(project, flow_name, entity_name, coordinator_run_id, run_type, variables)
 
 
+def _source_limit(entity: ResolvedEntity) -> list[str]:
+    """The global concurrency limit that guards the entity's source (created with `prefect gcl
+    create hygge-source-<connection> --limit N`; without one, nothing is limited)."""
+    connection = getattr(entity.home, "connection", None)
+    return [f"hygge-source-{connection}"] if connection else []
+
+
 _SLOT_LOCK = threading.Lock()
 _SLOTS: dict[str, threading.Semaphore] = {}
 
@@ -84,7 +92,8 @@ def _land_one(
     entity = loaded.select(entities=[f"{flow_name}.{entity_name}"])[0]
     ids = RunIds(loaded.config.name, coordinator_run_id, str(flow_run.id or new_id()))
     logger.info("landing %s.%s (%s)", flow_name, entity_name, run_type or entity.run_type)
-    result = land_entity(loaded, entity, ids, run_type=run_type)
+    with concurrency(_source_limit(entity), occupy=1, strict=False):
+        result = land_entity(loaded, entity, ids, run_type=run_type)
     logger.info(
         "%s.%s: %s rows, watermark %s → %s",
         flow_name,
@@ -154,27 +163,38 @@ def land(
     run_type: str | None = None,
     concurrency: int | None = None,
     variables: dict[str, Any] | None = None,
+    fan_out: bool = False,
+    publish: bool = True,
 ) -> list[dict[str, Any]]:
     """Land the selected flows and entities of a hygge project (all of them by default).
 
-    `project` defaults to HYGGE_PROJECT (else the working folder)."""
+    `project` defaults to HYGGE_PROJECT (else the working folder). With `fan_out`, each entity runs
+    as its own run of this deployment (so a large flow spreads over many containers) and this run
+    waits for them, then publishes the journal once; `publish` is off for those child runs."""
     logger = get_run_logger()
     project = project or settings().project
     loaded = _load(project, variables)
     chosen = loaded.select(flows or [], entities or [])
     coordinator_run_id = str(flow_run.id or new_id())
-    by_flow: dict[str, list[str]] = {}
-    for entity in chosen:
-        by_flow.setdefault(entity.flow, []).append(entity.name)
-    results: list[dict[str, Any]] = []
-    for flow_name, names in by_flow.items():
-        workers = concurrency or loaded.flows[flow_name].concurrency or loaded.config.options.concurrency
-        threads = min(len(names), workers * 2)
-        subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads))
-        results.extend(subflow(project, flow_name, names, coordinator_run_id, run_type, variables, workers))
+    progress = create_progress_artifact(0.0, key="hygge-progress", description="entities landed, in %")
+    if fan_out:
+        results = _fan_out(loaded, project, chosen, run_type, variables, concurrency, progress)
+    else:
+        by_flow: dict[str, list[str]] = {}
+        for entity in chosen:
+            by_flow.setdefault(entity.flow, []).append(entity.name)
+        results = []
+        for flow_name, names in by_flow.items():
+            workers = concurrency or loaded.flows[flow_name].concurrency or loaded.config.options.concurrency
+            threads = min(len(names), workers * 2)
+            subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads))
+            results.extend(
+                subflow(project, flow_name, names, coordinator_run_id, run_type, variables, workers)
+            )
+            update_progress_artifact(progress, 100.0 * len(results) / max(len(chosen), 1))
     failed = [r for r in results if r["status"] != "success"]
     publish_error: HyggeError | None = None
-    if not failed:
+    if not failed and publish:
         state = publish_journal(project, [f"{e.flow}.{e.name}" for e in chosen], variables, return_state=True)
         if state.is_failed():
             publish_error = _error_of(state)
@@ -197,6 +217,93 @@ def land(
     if publish_error is not None:
         raise publish_error
     return results
+
+
+def _fan_out(
+    loaded: Project,
+    project: str,
+    chosen: list[ResolvedEntity],
+    run_type: str | None,
+    variables: dict[str, Any] | None,
+    concurrency: int | None,
+    progress: Any,
+) -> list[dict[str, Any]]:
+    """Run every entity as its own run of this deployment; wait for all; read their outcome back
+    from the journal (child runs may run in other containers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.deployments import run_deployment
+    from prefect.runtime import deployment
+
+    if not deployment.name:
+        raise HyggeError(
+            "fan_out needs the flow to run from a deployment", hint="run it with `prefect deployment run`"
+        )
+    name = f"{flow_run.flow_name}/{deployment.name}"
+    workers = concurrency or loaded.config.options.concurrency
+    done: list[dict[str, Any]] = []
+
+    def child(entity: ResolvedEntity) -> dict[str, Any]:
+        key = f"{entity.flow}.{entity.name}"
+        run = run_deployment(
+            name,
+            parameters={
+                "project": project,
+                "flows": [],  # only this entity, whatever flows the deployment names
+                "entities": [key],
+                "run_type": run_type,
+                "variables": variables,
+                "fan_out": False,
+                "publish": False,
+            },
+            flow_run_name=f"{key}",
+            as_subflow=False,
+            timeout=None,
+        )
+        outcome = _outcome_from_journal(loaded, entity, str(run.id))
+        if run.state is None or not run.state.is_completed():
+            outcome.update(
+                status="fail", message=outcome.get("message") or f"child run {run.name}: {run.state}"
+            )
+        done.append(outcome)
+        update_progress_artifact(progress, 100.0 * len(done) / max(len(chosen), 1))
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(chosen), workers * 4))) as pool:
+        return list(pool.map(child, chosen))
+
+
+def _outcome_from_journal(loaded: Project, entity: ResolvedEntity, child_run_id: str) -> dict[str, Any]:
+    from hygge.runner import journal_for
+
+    entries = [
+        e
+        for e in journal_for(entity, loaded).entries(entity.flow, entity.name)
+        if e.coordinator_run_id == child_run_id and e.run_type != "verify"
+    ]
+    outcome: dict[str, Any] = {
+        "flow": entity.flow,
+        "entity": entity.name,
+        "status": "fail",
+        "rows": 0,
+        "duration": 0.0,
+        "watermark_before": None,
+        "watermark_after": None,
+        "message": "",
+    }
+    if entries:
+        last = entries[-1]
+        outcome.update(
+            status=last.status,
+            rows=last.row_count or 0,
+            duration=round(last.duration or 0.0, 3),
+            watermark_before=last.previous_watermark,
+            watermark_after=last.watermark,
+            message=last.message or "",
+        )
+    else:
+        outcome["message"] = "the child run recorded nothing in the journal"
+    return outcome
 
 
 def _error_of(state: State) -> HyggeError:
