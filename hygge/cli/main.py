@@ -287,5 +287,36 @@ def journal_publish(
         _fail(exc)
 
 
+blocks_app = typer.Typer(
+    help="Prefect blocks: connections, credentials, landing zones.", no_args_is_help=True
+)
+app.add_typer(blocks_app, name="blocks")
+
+
+@blocks_app.command("apply")
+def blocks_apply(
+    file: Annotated[Path, typer.Argument(help="Blocks file, e.g. blocks/dev.yml")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing")] = False,
+) -> None:
+    """Create or update the file's block documents in the current Prefect API (idempotent)."""
+    from hygge.blocks.apply import apply_blocks
+
+    try:
+        changes = apply_blocks(file, dry_run=dry_run)
+    except HyggeError as exc:
+        _fail(exc)
+        return
+    for change in changes:
+        console.print(change.describe(dry_run), highlight=False, markup=False)
+    counts = {
+        action: sum(c.action == action for c in changes) for action in ("create", "update", "unchanged")
+    }
+    console.print(
+        f"{len(changes)} block(s): {counts['create']} create, {counts['update']} update, "
+        f"{counts['unchanged']} unchanged" + (" (dry run: nothing written)" if dry_run else ""),
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()
