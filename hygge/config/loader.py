@@ -23,7 +23,7 @@ from hygge.config.models import (
     ProjectConfig,
     ResolvedEntity,
 )
-from hygge.errors import ConfigError
+from hygge.errors import ConfigError, HyggeError
 
 PROJECT_FILE = "hygge.yml"
 
@@ -97,7 +97,12 @@ def load_project(
         root = find_project_root(root)
     env = os.environ if env is None else env
     project_file = root / PROJECT_FILE
-    project = _validate(ProjectConfig, _read_yaml(project_file, env), project_file)
+    raw_project = _read_yaml(project_file, env)
+    for section in ("connections", "credentials"):
+        entries = raw_project.get(section) if isinstance(raw_project, dict) else None
+        for name, value in (entries or {}).items():
+            entries[name] = _from_block(value, project_file, field=f"{section}.{name}")
+    project = _validate(ProjectConfig, raw_project, project_file)
     inline = _named_credential(project.journal, project, "journal.credential", {"file": str(project_file)})
     if inline is not None:
         project = project.model_copy(
@@ -110,6 +115,8 @@ def load_project(
         for flow_file in sorted(flows_dir.glob("*/flow.yml")):
             name = flow_file.parent.name
             raw = _read_yaml(flow_file, env, flow=name)
+            if isinstance(raw, dict) and "store" in raw:
+                raw["store"] = _from_block(raw["store"], flow_file, field="store", flow=name)
             for key, value in overrides.pop(name, {}).items():
                 _set_path(raw, key, value)
             flow = Flow(name, flow_file, _validate(FlowConfig, raw, flow_file, flow=name))
@@ -253,6 +260,22 @@ def _merge(
         last_file = file
     merged["file"] = str(last_file)
     return last_file, merged, origins
+
+
+def _from_block(value: Any, file: Path, *, field: str, flow: str | None = None) -> Any:
+    """`{block: <type>/<name>}` → the settings that Prefect block holds (needs a Prefect API); any
+    other value is returned as it is, so plain YAML with environment variables keeps working."""
+    if not (isinstance(value, dict) and set(value) == {"block"}):
+        return value
+    from hygge.blocks import resolve  # Prefect is needed only when a project names a block
+
+    try:
+        resolved = resolve(str(value["block"]))
+    except HyggeError as exc:
+        raise exc.with_context(file=str(file), flow=flow, field=field) from None
+    if isinstance(resolved, BaseModel):
+        return resolved.model_dump(by_alias=True, exclude_none=True)
+    return resolved
 
 
 def _read_yaml(
