@@ -188,3 +188,54 @@ def test_fan_out_runs_each_entity_as_its_own_deployment_run(deployed) -> None:
     assert sorted(e.entity for e in entries) == ["customers", "order_lines", "orders"]
     assert len({e.coordinator_run_id for e in entries}) == 3, "each entity ran in a run of its own"
     assert (demo / "lake" / "parquet" / ".hygge_journal" / "journal.parquet").exists()
+
+
+def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg_db, azure_container) -> None:
+    """`hygge blocks apply blocks/dev.yml` (PostgreSQL + Azurite), then `land/shop-azure` runs through
+    the worker: the landing zone verifies against the source, the journal and the artifact exist."""
+    from urllib.parse import urlparse
+
+    from hygge.config import load_project
+    from hygge.verify import verify_entity
+    from tests.helpers import pg_execute
+
+    info, container = azure_container
+    url = urlparse(pg_db)
+    pg_execute(
+        pg_db,
+        "CREATE TABLE items (id int PRIMARY KEY, amount numeric(38,18), note text, updated_at timestamptz)",
+        "INSERT INTO items SELECT i, i / 7.0, md5(i::text), now() FROM generate_series(1, 500) i",
+    )
+    env = {
+        **deployed,
+        "PG_HOST": url.hostname or "",
+        "PG_PORT": str(url.port),
+        "PG_DATABASE": url.path.lstrip("/"),
+        "PG_USER": url.username or "postgres",
+        "AZURITE_ACCOUNT_KEY": info.key,
+        "AZURITE_CONTAINER": container,
+        "AZURITE_BLOB_ENDPOINT": info.blob_endpoint,
+    }
+    applied = subprocess.run(
+        [sys.executable, "-m", "hygge.cli.main", "blocks", "apply", "blocks/dev.yml"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert info.key not in applied.stdout + applied.stderr
+    ran = _prefect(
+        env, "deployment", "run", "land/shop-azure", "--watch", "--watch-timeout", "240", timeout=300
+    )
+    assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+
+    os.environ["PREFECT_API_URL"] = deployed["PREFECT_API_URL"]
+    try:
+        project = load_project(REPO / "examples" / "azure")
+        result = verify_entity(project, project.select()[0])
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+    assert result.ok and result.source_rows == 500, result.message
+    assert "hygge-land" in _artifact_keys(deployed)
