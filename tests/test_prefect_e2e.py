@@ -231,11 +231,28 @@ def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg
     )
     assert "Completed" in ran.stdout + ran.stderr, ran.stdout
 
-    os.environ["PREFECT_API_URL"] = deployed["PREFECT_API_URL"]
-    try:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: deployed["PREFECT_API_URL"]}):
         project = load_project(REPO / "examples" / "azure")
         result = verify_entity(project, project.select()[0])
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
     assert result.ok and result.source_rows == 500, result.message
     assert "hygge-land" in _artifact_keys(deployed)
+
+    # The same deployment fanned out: the entity runs as a deployment run of its own.
+    pg_execute(pg_db, "UPDATE items SET note = 'changed', updated_at = now() WHERE id <= 10")
+    ran = _prefect(
+        env,
+        "deployment",
+        "run",
+        "land/shop-azure",
+        "--param",
+        "fan_out=true",
+        "--watch",
+        "--watch-timeout",
+        "240",
+        timeout=300,
+    )
+    assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+    with temporary_settings(updates={PREFECT_API_URL: deployed["PREFECT_API_URL"]}):
+        assert verify_entity(project, project.select()[0]).ok

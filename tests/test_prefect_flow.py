@@ -122,3 +122,43 @@ def test_failed_entity_skips_publish_and_shows_the_real_error(harness, tmp_path,
     by_entity = {r["entity"]: r for r in rows}
     assert by_entity["f.t1"]["status"] == "fail"
     assert by_entity["f.t0"]["status"] == "success"
+
+
+def test_source_concurrency_limit_serialises_entities(harness, tmp_path, monkeypatch):
+    """A global concurrency limit `hygge-source-<connection>` of 1 lets one entity at a time read that
+    source, even with entity concurrency 3; without the limit the same entities overlap."""
+    import threading
+    import time
+
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path, tables=3)
+    real = land_module.land_entity
+    lock = threading.Lock()
+    active = {"now": 0, "peak": 0}
+
+    def slow(*args, **kwargs):
+        with lock:
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+        try:
+            time.sleep(0.5)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                active["now"] -= 1
+
+    monkeypatch.setattr(land_module, "land_entity", slow)
+    assert land_module.land(project=str(root), concurrency=3, return_state=True).is_completed()
+    assert active["peak"] > 1, "without a limit the entities should overlap"
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="hygge-source-src", limit=1))
+    active["peak"] = 0
+    try:
+        assert land_module.land(project=str(root), concurrency=3, return_state=True).is_completed()
+        assert active["peak"] == 1
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_global_concurrency_limit_by_name("hygge-source-src")
