@@ -72,9 +72,15 @@ def test_land_runs_a_task_per_entity_publishes_and_reports(harness, tmp_path, mo
     results = state.result()
     assert sorted(r["entity"] for r in results) == ["t0", "t1", "t2"]
     assert all(r["status"] == "success" and r["rows"] == 100 for r in results)
-    with get_client(sync_client=True) as client:
-        tasks = client.read_task_runs(flow_run_filter=None)
-    names = {t.name for t in tasks}
+    # Task runs reach the API through events, a moment after the flow finished: poll briefly.
+    import time
+
+    names: set[str] = set()
+    deadline = time.time() + 30
+    while not {"f.t0", "f.t1", "f.t2"} <= names and time.time() < deadline:
+        with get_client(sync_client=True) as client:
+            names = {t.name for t in client.read_task_runs(flow_run_filter=None)}
+        time.sleep(0.5)
     assert {"f.t0", "f.t1", "f.t2"} <= names
     journal = Journal(Storage.local(root / "lake" / ".hygge_journal"))
     assert (root / "lake" / ".hygge_journal" / "journal.parquet").exists(), "publish_journal did not compact"
