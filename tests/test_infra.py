@@ -198,7 +198,7 @@ def test_dockerfile_project_layout_and_lock():
     assert [rest for op, rest in instrs if op == "WORKDIR"][-1] == "/app"
     copies = " ".join(rest for op, rest in instrs if op == "COPY")
     assert "hygge.yml" in copies and "flows" in copies
-    assert any("--constraint /tmp/requirements.lock" in rest for op, rest in instrs if op == "RUN")
+    assert any("--constraint /opt/build/requirements.lock" in rest for op, rest in instrs if op == "RUN")
     assert not any(op == "ENTRYPOINT" for op, _ in instrs)
     # Every COPY source from the build context exists.
     for op, rest in instrs:
