@@ -309,3 +309,20 @@ def test_terraform_fmt():
         ["terraform", "fmt", "-check", "-recursive", "-diff", str(TF)], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_production_deployments_use_the_aci_template_variables() -> None:
+    """prefect.aci.yaml deploys the same flows as prefect.yaml onto the ACI pool, and every job
+    variable it sets is one the ACI base job template defines."""
+    import json
+
+    import yaml
+
+    prod = yaml.safe_load((ROOT / "prefect.aci.yaml").read_text())
+    local = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    variables = json.loads((ROOT / "infra" / "aci-job-template.json").read_text())["variables"]["properties"]
+    for deployment in prod["deployments"]:
+        assert set(deployment["work_pool"]["job_variables"]) <= set(variables)
+        assert deployment["entrypoint"] == "flows/land.py:land"
+        assert deployment["work_pool"]["job_variables"]["env"]["HYGGE_PROJECT"] == "/app"
+    assert {d["name"] for d in prod["deployments"]} == {d["name"] for d in local["deployments"]}
