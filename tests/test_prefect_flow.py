@@ -168,3 +168,33 @@ def test_source_concurrency_limit_serialises_entities(harness, tmp_path, monkeyp
     finally:
         with get_client(sync_client=True) as client:
             client.delete_global_concurrency_limit_by_name("hygge-source-src")
+
+
+def test_a_planted_secret_reaches_no_log_artifact_or_journal(harness, tmp_path, monkeypatch, caplog, pg_url):
+    """A connection password (on a run that fails: its table does not exist) appears in no Prefect log
+    line, no artifact, no journal row and not in the flow's error."""
+    import logging
+    from urllib.parse import urlparse
+
+    _fast_retries(monkeypatch)
+    secret = "pl4nted-S3cret-" + "x" * 8
+    (tmp_path / "hygge.yml").write_text(
+        "name: p\nconnections:\n  src:\n    type: postgres\n    host: 127.0.0.1\n"
+        f"    port: {urlparse(pg_url).port}\n    database: postgres\n    user: postgres\n    password: {secret}\n"
+    )
+    (tmp_path / "flows" / "f").mkdir(parents=True)
+    (tmp_path / "flows" / "f" / "flow.yml").write_text(
+        "home: {type: sql, connection: src}\nstore: {type: parquet, path: lake}\nentities: [no_such_table]\n"
+    )
+    caplog.set_level(logging.DEBUG)
+    state = land_module.land(project=str(tmp_path), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception) as info:
+        state.result()
+    assert secret not in str(info.value)
+    assert "127.0.0.1" in str(info.value), "the error should still say where it failed"
+    assert secret not in caplog.text
+    rows = _artifact_rows(state.state_details.flow_run_id)
+    assert secret not in str(rows)
+    journal = Journal(Storage.local(tmp_path / "lake" / ".hygge_journal"))
+    assert secret not in str([vars(e) for e in journal.entries()])

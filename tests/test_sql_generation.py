@@ -382,3 +382,27 @@ def test_map_postgres_core_types() -> None:
     with pytest.raises(SourceError) as info:
         map_column("postgres", SourceColumn("odd", "tsrange"))
     assert "odd" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("driver_text", "transient"),
+    [
+        (
+            "timed out waiting for connection: error connecting to server: Connection refused (os error 111)",
+            True,
+        ),
+        ("db error: FATAL: terminating connection due to administrator command", True),
+        (
+            'timed out waiting for connection: db error: FATAL: password authentication failed for user "u"',
+            False,
+        ),
+        ('timed out waiting for connection: db error: FATAL: database "x" does not exist', False),
+        ("Login failed for user 'sa'.", False),
+    ],
+)
+def test_driver_failures_are_transient_only_when_retrying_can_help(driver_text: str, transient: bool) -> None:
+    """connectorx reports every failed connect as a time-out; a wrong password or a missing database is
+    still permanent, so retries are not spent on it (each connect attempt waits 30 s in connectorx)."""
+    home = make_home("postgres", [Mapped("id", pa.int32())])
+    error = home._source_error(RuntimeError(driver_text))
+    assert error.transient is transient

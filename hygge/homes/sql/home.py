@@ -146,8 +146,22 @@ class SqlHome:
     def _source_error(self, exc: BaseException) -> SourceError:
         text = redact(str(exc).split("\n\nStack backtrace")[0].strip(), self._secrets)
         first = text.splitlines()[0] if text else type(exc).__name__
-        transient = any(
-            word in text.lower()
+        lowered = text.lower()
+        # connectorx reports every failed connect as "timed out waiting for connection: <cause>"; the
+        # cause decides: a wrong password or a missing database will not heal by retrying.
+        permanent = any(
+            word in lowered
+            for word in (
+                "does not exist",
+                "authentication failed",
+                "login failed",
+                "permission denied",
+                "access denied",
+                "unknown database",
+            )
+        )
+        transient = not permanent and any(
+            word in lowered
             for word in (
                 "connection refused",
                 "timed out",
