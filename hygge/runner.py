@@ -111,11 +111,7 @@ def land_entity(
     guard = _Guard()
     observer = _Observer(None, on_rows)
     try:
-        home = make_home(entity, project.config.connections, project.root)
-        store = make_store(entity, project.root)
-        entry.home, entry.store = home.describe(), store.describe()
-        schema = home.schema()
-        entry.schema_version = schema_fingerprint(schema)
+        home, store, schema = open_entity(project, entity, entry)
         kind = _check_entity(entity, schema, run_type)
         entry.watermark_type = kind
         check_schema = getattr(store, "check_schema", None)
@@ -196,6 +192,16 @@ def land_entity(
     entry.duration = result.duration = time.perf_counter() - clock
     journal.record(entry)
     return result
+
+
+def open_entity(project: Project, entity: ResolvedEntity, entry: Entry) -> tuple[Any, Any, pa.Schema]:
+    """The entity's home, store and pinned schema, noted on its journal row as they are known."""
+    home = make_home(entity, project.config.connections, project.root)
+    store = make_store(entity, project.root)
+    entry.home, entry.store = home.describe(), store.describe()
+    schema = home.schema()
+    entry.schema_version = schema_fingerprint(schema)
+    return home, store, schema
 
 
 def _check_entity(entity: ResolvedEntity, schema: pa.Schema, run_type: str) -> str | None:

@@ -30,12 +30,9 @@ import pyarrow.parquet as pq
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import HyggeError
 from hygge.fabric.schema import conform_for_fabric, conform_schema
-from hygge.homes import make_home
 from hygge.journal import new_id
-from hygge.runner import RunIds, journal_for, new_entry
+from hygge.runner import RunIds, journal_for, new_entry, open_entity
 from hygge.storage import Storage
-from hygge.stores import make_store
-from hygge.typemap import schema_fingerprint
 
 if TYPE_CHECKING:
     from hygge.config.loader import Project
@@ -152,11 +149,7 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
     where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
     journal = journal_for(entity, project)
     try:
-        home = make_home(entity, project.config.connections, project.root)
-        store = make_store(entity, project.root)
-        entry.home, entry.store = home.describe(), store.describe()
-        schema = home.schema()
-        entry.schema_version = schema_fingerprint(schema)
+        home, store, schema = open_entity(project, entity, entry)
         fabric = isinstance(entity.store, OpenMirroringStoreConfig)
         # Compare in the types the store holds for the source's pinned types.
         target = conform_schema(schema) if fabric else schema

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,28 @@ ProjectOpt = Annotated[
 def _split(values: list[str] | None) -> list[str]:
     """Repeated options accumulate, and each may hold a comma-separated list."""
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _selection(
+    project: Path,
+    flow: list[str] | None,
+    entity: list[str] | None,
+    *,
+    variables: dict | None = None,
+    what: str = "run",
+) -> tuple[Any, list]:
+    """Load the project and pick the entities named by --flow/--entity (all when none are named);
+    a configuration error exits 2, an empty selection 1."""
+    try:
+        loaded = load_project(project, variables=variables or {})
+        chosen = loaded.select(_split(flow), _split(entity))
+    except HyggeError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+    if not chosen:
+        err.print(f"nothing to {what}: no entities selected")
+        raise typer.Exit(1)
+    return loaded, chosen
 
 
 def _fail(exc: HyggeError) -> None:
@@ -58,14 +80,10 @@ def go(
     try:
         run_type = check_run_type(incremental, full_drop)
         variables = dict(parse_var(v) for v in var or [])
-        loaded = load_project(project, variables=variables)
-        chosen = loaded.select(_split(flow), _split(entity))
     except HyggeError as exc:
         _fail(exc)
         return
-    if not chosen:
-        err.print("nothing to run: no entities selected")
-        raise typer.Exit(1)
+    loaded, chosen = _selection(project, flow, entity, variables=variables)
     if dry_run:
         for e in chosen:
             console.print(
@@ -160,15 +178,7 @@ def verify(
     from hygge.runner import RunIds
     from hygge.verify import verify_entity
 
-    try:
-        loaded = load_project(project)
-        chosen = loaded.select(_split(flow), _split(entity))
-    except HyggeError as exc:
-        _fail(exc)
-        return
-    if not chosen:
-        err.print("nothing to verify: no entities selected")
-        raise typer.Exit(1)
+    loaded, chosen = _selection(project, flow, entity, what="verify")
     coordinator_run_id = new_id()
     flow_runs = {name: new_id() for name in {e.flow for e in chosen}}
     table = Table(title="hygge verify")
