@@ -45,8 +45,9 @@ class _Common:
         for key in ("account", "endpoint"):
             if getattr(self, key, None):
                 settings[key] = getattr(self, key)
-        for key in ("compression", "row_group_rows", "file_rows"):
-            settings[key] = getattr(self, key)
+        for key in ("compression", "row_group_rows", "row_group_mb", "file_mb", "file_rows"):
+            if getattr(self, key) is not None:
+                settings[key] = getattr(self, key)
         return settings
 
     def _validate_settings(self) -> None:
@@ -92,11 +93,19 @@ def _compression() -> Any:
 
 
 def _row_group_rows() -> Any:
-    return Field(default=100_000, ge=1, description="Rows per parquet row group.")
+    return Field(default=1_000_000, ge=1, description="Most rows per parquet row group.")
+
+
+def _row_group_mb() -> Any:
+    return Field(default=64, ge=1, description="Most Arrow data (MB) gathered per row group; bounds memory.")
+
+
+def _file_mb() -> Any:
+    return Field(default=256, ge=1, description="A data file ends once it reaches this size (MB).")
 
 
 def _file_rows() -> Any:
-    return Field(default=10_000_000, ge=1, description="Rows per data file.")
+    return Field(default=None, ge=1, description="Optional: most rows per data file.")
 
 
 Compression = Literal["snappy", "zstd", "gzip", "none"]
@@ -146,7 +155,9 @@ class OpenMirroringLandingZone(_Common, Block):
     endpoint: str | None = _endpoint()
     compression: Compression = _compression()
     row_group_rows: int = _row_group_rows()
-    file_rows: int = _file_rows()
+    row_group_mb: int = _row_group_mb()
+    file_mb: int = _file_mb()
+    file_rows: int | None = _file_rows()
 
     @model_validator(mode="after")
     def _valid(self) -> OpenMirroringLandingZone:
@@ -246,7 +257,9 @@ class DeltaLandingZone(_FileZone, Block):
     endpoint: str | None = _endpoint()
     compression: Compression = _compression()
     row_group_rows: int = _row_group_rows()
-    file_rows: int = _file_rows()
+    row_group_mb: int = _row_group_mb()
+    file_mb: int = _file_mb()
+    file_rows: int | None = _file_rows()
 
     @model_validator(mode="after")
     def _valid(self) -> DeltaLandingZone:
@@ -285,7 +298,9 @@ class ParquetLandingZone(_FileZone, Block):
     endpoint: str | None = _endpoint()
     compression: Compression = _compression()
     row_group_rows: int = _row_group_rows()
-    file_rows: int = _file_rows()
+    row_group_mb: int = _row_group_mb()
+    file_mb: int = _file_mb()
+    file_rows: int | None = _file_rows()
 
     @model_validator(mode="after")
     def _valid(self) -> ParquetLandingZone:

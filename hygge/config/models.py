@@ -141,11 +141,18 @@ HomeConfig = Annotated[SqlHomeConfig | ParquetHomeConfig | DeltaHomeConfig, Fiel
 
 
 class FileLayoutSettings(RemoteSettings):
-    """How data files are cut: large row groups for readers, bounded memory for hygge."""
+    """How data files are cut: large row groups and files for readers, bounded memory for hygge.
+
+    A row group ends at `row_group_rows` or when the gathered Arrow data reaches `row_group_mb`,
+    whichever comes first (the cap keeps memory flat for wide rows); a file ends once it reaches
+    `file_mb` on disk, or `file_rows` if that is set.
+    """
 
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
-    row_group_rows: int = Field(default=100_000, ge=1)
-    file_rows: int = Field(default=10_000_000, ge=1)
+    row_group_rows: int = Field(default=1_000_000, ge=1)
+    row_group_mb: int = Field(default=64, ge=1)
+    file_mb: int = Field(default=256, ge=1)
+    file_rows: int | None = Field(default=None, ge=1)
 
 
 class ParquetStoreConfig(FileLayoutSettings):

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -284,6 +283,8 @@ def _polars_json(arr: pa.Array, name: str, *, unquote: bool = False) -> pa.Array
     Polars encodes structs only, so the column is wrapped as field "v" of a struct and the
     wrapper's `{"v":` ... `}` is cut off again: what is left is the value's JSON, lists included.
     """
+    import polars as pl  # lazily: only nested and binary columns need it, and it costs ~25 MB
+
     prefix, suffix = (_PREFIX + '"', '"}') if unquote else (_PREFIX, "}")
     try:
         frame = pl.DataFrame({_WRAP: pl.from_arrow(arr)})
@@ -350,6 +351,8 @@ def _jsonable(arr: pa.Array, name: str) -> pa.Array:
     if pa.types.is_run_end_encoded(t):
         return _jsonable(pc.run_end_decode(arr), name)
     if _is_binary(t):
+        import polars as pl  # lazily, as in _polars_json
+
         encoded = pl.from_arrow(pc.cast(arr, pa.large_binary())).bin.encode("base64")
         return pc.cast(encoded.to_arrow(), pa.large_string())
     if pa.types.is_decimal(t):

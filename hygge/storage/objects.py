@@ -301,13 +301,18 @@ class _ObjectWriter(io.RawIOBase):
         self._storage = storage
         self._path = path
         self._closed = False
+        self._written = 0
 
     def writable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self._written
+
     def write(self, data: Any) -> int:
         with self._storage._errors("writing", self._path, missing_is_error=True):
             self._inner.write(bytes(data))
+        self._written += len(data)
         return len(data)
 
     def flush(self) -> None:

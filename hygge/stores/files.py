@@ -1,8 +1,10 @@
-"""Stream record batches into parquet files with bounded memory; shared by the parquet and Delta stores.
+"""Stream record batches into parquet files with bounded memory; shared by every store.
 
-Batches are gathered until `row_group_rows` and written as one row group (readers such as Fabric and
-Spark prefer large row groups; the gathered batches are not copied). A new file starts after
-`file_rows`. Memory stays near one row group whatever the table's size.
+Batches are gathered into one row group until `row_group_rows` rows or `row_group_bytes` of Arrow
+data, whichever comes first (readers such as Fabric and Spark prefer large row groups; the byte cap
+keeps memory flat when rows are wide; the gathered batches are not copied). A new file starts once
+the current one reaches `file_bytes` on disk (or `file_rows`, if set). Memory stays near one row
+group whatever the table's size.
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ class WrittenFile:
     metadata: pq.FileMetaData
 
 
+MB = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class FileLayout:
-    row_group_rows: int = 100_000
-    file_rows: int = 10_000_000
+    row_group_rows: int = 1_000_000
+    row_group_bytes: int = 64 * MB
+    file_bytes: int = 256 * MB
+    file_rows: int | None = None
     compression: str = "snappy"
+
+    def rows_left(self, rows_in_file: int) -> int:
+        """Rows the current file may still take before `file_rows` ends it."""
+        return self.file_rows - rows_in_file if self.file_rows else self.row_group_rows
 
 
 def write_files(
@@ -43,7 +54,7 @@ def write_files(
     """Write `batches` to files named name(0), name(1), ...; on any error, remove what was written."""
     written: list[WrittenFile] = []
     pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pending_rows = pending_bytes = 0
     state: dict = {"writer": None, "sink": None, "path": None, "rows": 0}
 
     def open_file() -> None:
@@ -77,15 +88,16 @@ def write_files(
         state.update(writer=None, sink=None, path=None, rows=0)
 
     def flush() -> None:
-        nonlocal pending, pending_rows
+        nonlocal pending, pending_rows, pending_bytes
         if not pending_rows:
             return
         if state["writer"] is None:
             open_file()
         state["writer"].write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
         state["rows"] += pending_rows
-        pending, pending_rows = [], 0
-        if state["rows"] >= layout.file_rows:
+        pending, pending_rows, pending_bytes = [], 0, 0
+        full = layout.file_rows is not None and state["rows"] >= layout.file_rows
+        if full or state["sink"].tell() >= layout.file_bytes:
             close_file()
 
     try:
@@ -94,8 +106,12 @@ def write_files(
                 continue
             pending.append(batch)
             pending_rows += batch.num_rows
-            # A row group ends at row_group_rows, or earlier where the file must end.
-            if pending_rows >= min(layout.row_group_rows, layout.file_rows - state["rows"]):
+            pending_bytes += batch.nbytes
+            # A row group ends at row_group_rows or row_group_bytes, or earlier where the file must end.
+            if (
+                pending_rows >= min(layout.row_group_rows, layout.rows_left(state["rows"]))
+                or pending_bytes >= layout.row_group_bytes
+            ):
                 flush()
         flush()
         close_file()
@@ -141,6 +157,8 @@ def layout_of(config: object) -> FileLayout:
     compression = getattr(config, "compression", "snappy")
     return FileLayout(
         row_group_rows=getattr(config, "row_group_rows", FileLayout.row_group_rows),
+        row_group_bytes=getattr(config, "row_group_mb", FileLayout.row_group_bytes // MB) * MB,
+        file_bytes=getattr(config, "file_mb", FileLayout.file_bytes // MB) * MB,
         file_rows=getattr(config, "file_rows", FileLayout.file_rows),
         compression="none" if compression == "none" else compression,
     )
