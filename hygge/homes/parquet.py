@@ -68,7 +68,7 @@ class ParquetHome:
         return pin_file_schema(self.dataset().schema, self.entity.columns)
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
-        return scan_dataset(self.dataset(), self.schema(), bound, self.config.batch_size)
+        return scan_dataset(self.dataset(), self.schema(), bound, self.config.batch_size, plain_files=True)
 
 
 def _visible(relative: str) -> bool:
