@@ -127,6 +127,17 @@ def test_incremental_with_primary_key_upserts(tmp_path: Path) -> None:
     assert table.schema.equals(SCHEMA)
 
 
+def test_an_upsert_rewrite_larger_than_one_file_keeps_every_row(tmp_path: Path) -> None:
+    """A file rewritten without the replaced keys may be cut into several files: none overwrites another."""
+    count = 140_000  # the rewrite reads back 64k-row batches: three of them
+    make_store(tmp_path).write(reader_of(rows(range(count), "old"), 20_000), request("load0000"))  # one file
+    store = make_store(tmp_path, file_rows=65_536)
+    store.write(reader_of(rows([3, 50], "new")), request("upsert00", "incremental", ["id"]))
+    ids = store.scan().column("id")
+    assert len(ids) == count and pa.compute.count_distinct(ids).as_py() == count
+    assert len(store.data_files()) >= 3  # the new rows, and the rewrite cut in two
+
+
 def test_incremental_upsert_with_composite_key(tmp_path: Path) -> None:
     """A composite primary key matches on every key column."""
     store = make_store(tmp_path)

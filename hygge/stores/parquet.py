@@ -170,19 +170,28 @@ class ParquetStore:
             hit = old_keys.join(new_keys, keys=key_names, join_type="left semi")
             if hit.num_rows == 0:
                 continue
-            table = pq.read_table(local, filesystem=filesystem)
-            kept = table.join(new_keys, keys=key_names, join_type="left anti")
             removes.append(path)
-            if kept.num_rows:
-                kept = kept.select(table.schema.names).cast(table.schema)
-                name = f"part-{stamp}-{request.entity_run_id}-r{index:05d}.parquet"
-                staged = f"{STAGING}/{request.entity_run_id}/{name}"
-                write_files(
-                    kept.to_batches(),
-                    table.schema,
+            if hit.num_rows == old_keys.num_rows:
+                continue  # every row is replaced: nothing to keep
+            prefix = f"{STAGING}/{request.entity_run_id}/part-{stamp}-{request.entity_run_id}-r{index:05d}"
+            with filesystem.open_input_file(local) as handle:
+                file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
+                schema = file.schema_arrow
+
+                def kept(file: pq.ParquetFile = file, schema: pa.Schema = schema) -> Iterator[pa.RecordBatch]:
+                    # Batch by batch, so a large file is never held whole.
+                    for batch in file.iter_batches(batch_size=65_536):
+                        rest = pa.Table.from_batches([batch]).join(
+                            new_keys, keys=key_names, join_type="left anti"
+                        )
+                        yield from rest.select(schema.names).cast(schema).to_batches()
+
+                written = write_files(
+                    kept(),
+                    schema,
                     self.location,
-                    lambda _, target=staged: target,
+                    lambda n, p=prefix: f"{p}-{n:03d}.parquet",
                     layout_of(self.config),
                 )
-                rewrites.append((staged, name))
+            rewrites += [(f.path, f.path.rsplit("/", 1)[1]) for f in written]
         return rewrites, removes
