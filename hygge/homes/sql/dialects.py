@@ -47,6 +47,8 @@ class Dialect:
             return f"{self.text_cast(q)} AS {q}"
         if column.fetch == "money":
             return f"{self.money_cast(q)} AS {q}"
+        if column.fetch == "guid":
+            return f"LOWER({self.text_cast(q)}) AS {q}"
         return q
 
     def text_cast(self, expression: str) -> str:
