@@ -86,9 +86,9 @@ def _driver() -> Any:
     return mssql_python
 
 
-def connect(conn: ConnectionConfig, login_timeout: int = DEFAULT_LOGIN_TIMEOUT) -> Any:
-    """Open a driver connection (autocommit: hygge only reads)."""
-    kwargs: dict[str, Any] = {"autocommit": True, "timeout": login_timeout}
+def connect(conn: ConnectionConfig, login_timeout: int | None = None) -> Any:
+    """Open a driver connection (autocommit: hygge only reads); the login waits `login_timeout` s."""
+    kwargs: dict[str, Any] = {"autocommit": True, "timeout": login_timeout or DEFAULT_LOGIN_TIMEOUT}
     if _uses_token_provider(conn):
         from azure.identity import ClientSecretCredential
 
