@@ -159,12 +159,22 @@ def test_every_type_lands_pinned_and_the_same_through_each_engine(live_table):
         assert tables["connectorx"].equals(tables["mssql-python"])
 
 
-def test_a_query_entity_reads_through_each_engine(live_table):
-    query = f"SELECT id, c_int, c_nvarchar, c_decimal_18_4 FROM dbo.[{live_table}]"
-    for engine in _engines():
-        table = _read(engine, _entity(query=query))
-        assert table.column("id").to_pylist() == [1, 2]
+def test_a_query_entity_is_typed_by_the_server_the_same_for_each_engine(live_table):
+    query = f"SELECT id, c_tinyint, c_money, c_uniqueidentifier, c_nvarchar FROM dbo.[{live_table}]"
+    tables = {engine: _read(engine, _entity(query=query)) for engine in _engines()}
+    for table in tables.values():
+        assert table.schema == pa.schema(
+            [
+                ("id", pa.int32()),
+                ("c_tinyint", pa.int16()),
+                ("c_money", pa.decimal128(19, 4)),
+                ("c_uniqueidentifier", pa.string()),
+                ("c_nvarchar", pa.string()),
+            ]
+        )
         assert table.column("c_nvarchar").to_pylist() == ["unicodé", None]
+    if "connectorx" in tables:
+        assert tables["connectorx"].equals(tables["mssql-python"])
 
 
 def _parts(declared: str) -> tuple[str, int | None, int | None]:

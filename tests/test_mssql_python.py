@@ -435,3 +435,97 @@ def test_debug_names_engine_auth_and_driver(tmp_path: Path, monkeypatch):
     assert not sql.ok and "engine mssql-python (mssql-python), auth sql login u" in sql.detail
     assert "unable to establish connection" in sql.detail.lower()
     assert SECRET not in erp.detail + sql.detail
+
+
+# --- query entities: typed by the server, the same for both engines ----------------------------------
+
+
+def _query_home(conn: ConnectionConfig, rows: list[dict]) -> tuple[SqlHome, list[str]]:
+    entity = ResolvedEntity.model_validate(
+        {
+            "flow": "erp",
+            "name": "big_orders",
+            "query": "SELECT id, amount, ref FROM dbo.Orders WHERE note = 'it''s'",
+            "home": {"type": "sql", "connection": "erp"},
+            "store": {"type": "parquet", "path": "lake"},
+            "run_type": "full_drop",
+            "file": "flow.yml",
+        }
+    )
+    home = SqlHome(entity, conn)
+    asked: list[str] = []
+
+    def table(sql: str) -> pa.Table:
+        asked.append(sql)
+        return pa.Table.from_pylist(rows)
+
+    home.engine.table = table  # type: ignore[method-assign]
+    return home, asked
+
+
+DESCRIBED = [
+    {
+        "name": "id",
+        "data_type": "smallint",
+        "precision": 5,
+        "scale": 0,
+        "nullable": False,
+        "error_message": None,
+    },
+    {
+        "name": "amount",
+        "data_type": "money",
+        "precision": 19,
+        "scale": 4,
+        "nullable": True,
+        "error_message": None,
+    },
+    {
+        "name": "ref",
+        "data_type": "uniqueidentifier",
+        "precision": 0,
+        "scale": 0,
+        "nullable": True,
+        "error_message": None,
+    },
+]
+
+
+def test_a_query_is_typed_by_the_server_like_a_table_for_both_engines():
+    import sqlglot
+
+    homes = [
+        _query_home(mssql(user="u", password="p"), DESCRIBED),
+        _query_home(mssql(auth="entra_msi"), DESCRIBED),
+    ]
+    schemas = [home.schema() for home, _ in homes]
+    assert (
+        schemas[0]
+        == schemas[1]
+        == pa.schema([("id", pa.int16()), ("amount", pa.decimal128(19, 4)), ("ref", pa.string())])
+    )
+    [asked] = homes[0][1]
+    [tree] = sqlglot.parse(asked, read="tsql")
+    assert "dm_exec_describe_first_result_set" in asked.lower()
+    strings = tree.find_all(sqlglot.exp.Literal, sqlglot.exp.National)
+    literal = next(lit.this for lit in strings if "dbo.Orders" in str(lit.this))
+    assert literal == "SELECT id, amount, ref FROM dbo.Orders WHERE note = 'it''s'"
+    select = homes[1][0].select_sql()
+    assert "CAST([amount] AS DECIMAL(19,4))" in select and "LOWER(CONVERT(NVARCHAR(MAX), [ref]))" in select
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [{**DESCRIBED[0], "name": None, "error_message": "Invalid object name 'dbo.Nope'."}],
+            "Invalid object name",
+        ),
+        ([{**DESCRIBED[0], "name": None}], "has no name"),
+        ([], "no columns"),
+    ],
+)
+def test_a_query_the_server_cannot_describe_is_one_clear_error(rows, message):
+    home, _ = _query_home(mssql(auth="entra_msi"), rows)
+    with pytest.raises(SourceError, match=message):
+        home.columns()

@@ -250,7 +250,29 @@ class SqlHome:
             raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
 
     def _query_columns(self) -> list[Mapped]:
-        """A query has no catalog entry: take the driver's result types, refined by `columns:`."""
+        """A query has no catalog entry: SQL Server describes its result (typed like a table, the same
+        for both engines); elsewhere the driver's result types are taken. `columns:` refines both."""
+        assert self.query is not None
+        described = self.dialect.query_catalog_query(self.query)
+        if described is not None:
+            rows = self._run(lambda: self.engine.table(described)).to_pylist()
+            errors = [r["error_message"] for r in rows if r.get("error_message")]
+            if not errors and any(not r["name"] for r in rows):
+                errors = ["a column has no name (name every expression with AS)"]
+            if errors or not rows:
+                raise SourceError(
+                    f"SQL Server cannot describe the query's result: {errors[0] if errors else 'no columns'}",
+                    hint="the query must be one SELECT usable as a subquery (no temp tables or dynamic SQL)",
+                    flow=self.entity.flow,
+                    entity=self.entity.name,
+                    field="query",
+                )
+            return [
+                self._map(
+                    SourceColumn(r["name"], r["data_type"], r["precision"], r["scale"], bool(r["nullable"]))
+                )
+                for r in rows
+            ]
         sql = f"SELECT * FROM ({self.query}) AS {self.dialect.quote('hygge_q')} WHERE 1 = 0"
         schema = self._run(lambda: self.engine.result_schema(sql))
         return [Mapped(fld.name, pin_driver_type(fld.type)) for fld in schema]
