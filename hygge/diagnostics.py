@@ -21,23 +21,34 @@ class Check:
 
 
 def check_connection(project: Project, name: str) -> Check:
+    """Which engine and sign-in a connection uses, whether its driver loads, and whether it answers."""
     from hygge.homes.sql import connection as conns
+    from hygge.homes.sql.engines import engine_for
 
     conn = project.config.connections[name]
+    label = f"connection {name}"
+    how = conns.describe_engine(conn)
     try:
         if conn.type == "sqlite":
             path = conns.sqlite_path(conn, project.root)
             if not path.is_file():
-                return Check(f"connection {name}", False, f"{path} does not exist")
-        import connectorx
+                return Check(label, False, f"{path} does not exist")
+        engine = engine_for(conn, project.root)
+        driver = ""
+        if engine.name == "mssql-python":
+            from hygge.homes.sql.mssql_python import driver_status
 
-        connectorx.read_sql(conns.connectorx_url(conn, project.root), "SELECT 1 AS ok", return_type="arrow")
-        return Check(f"connection {name}", True, f"{conns.describe(conn)} answers")
+            loads, driver = driver_status()
+            if not loads:
+                return Check(label, False, f"{conns.describe(conn)}; {how}; {driver}")
+            driver = f"; {driver}"
+        engine.table("SELECT 1 AS ok")
+        return Check(label, True, f"{conns.describe(conn)} answers; {how}{driver}")
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, conns.secrets_of(conn))
-        return Check(f"connection {name}", False, f"{conns.describe(conn)}: {text}")
+        return Check(label, False, f"{conns.describe(conn)}; {how}: {text}")
 
 
 def check_writable(name: str, location: Storage) -> Check:

@@ -4,6 +4,10 @@ Each source column becomes a `Mapped` value: the Arrow type hygge lands, and whe
 must fetch it as text because the driver would lose data (connectorx returns every decimal as
 decimal128(38,10) and panics on values it cannot hold; it has no interval or array support).
 Text-fetched values are parsed back into the exact Arrow type by `cast_batch`.
+
+SQL Server has two engines (connectorx, mssql-python); both run the same SELECT list and every batch
+is cast to the same pinned type, so the engine never changes what lands. Where the drivers' own
+output differs in value (a uniqueidentifier's letter case), the SELECT list fixes it (`fetch="guid"`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class Mapped:
 
     name: str
     arrow_type: pa.DataType
-    fetch: str = "native"  # native | text | money
+    fetch: str = "native"  # native | text | money | guid (lower-case text, whichever driver reads it)
     note: str | None = None
 
 
@@ -134,7 +138,6 @@ def map_mssql(col: SourceColumn) -> Mapped:
         "datetime2": NAIVE_TS,
         "smalldatetime": NAIVE_TS,
         "datetimeoffset": UTC_TS,
-        "uniqueidentifier": pa.string(),
         "char": pa.string(),
         "varchar": pa.string(),
         "nchar": pa.string(),
@@ -149,6 +152,9 @@ def map_mssql(col: SourceColumn) -> Mapped:
     }
     if t in simple:
         return Mapped(n, simple[t])
+    if t == "uniqueidentifier":
+        # connectorx writes GUIDs in lower case, SQL Server's (and mssql-python's) text is upper case.
+        return Mapped(n, pa.string(), "guid")
     if t in ("decimal", "numeric"):
         return decimal_or_text(n, col.precision, col.scale)
     if t == "money":
@@ -270,6 +276,20 @@ _NAMED: dict[str, pa.DataType] = {
     "timestamp": NAIVE_TS,
     "timestamptz": UTC_TS,
 }
+
+
+def pin_driver_type(arrow: pa.DataType) -> pa.DataType:
+    """The type hygge pins for a query column the driver typed: regular (not large) strings and
+    binaries, int16 for an unsigned byte (mssql-python's tinyint), UTC for zoned timestamps."""
+    if pa.types.is_large_binary(arrow):
+        return pa.binary()
+    if pa.types.is_large_string(arrow):
+        return pa.string()
+    if pa.types.is_uint8(arrow):
+        return pa.int16()
+    if pa.types.is_timestamp(arrow) and arrow.tz is not None:
+        return pa.timestamp(arrow.unit, tz="UTC")
+    return arrow
 
 
 def parse_arrow_type(text: str) -> pa.DataType:

@@ -313,7 +313,7 @@ MSSQL_TYPES = [
     ("datetime2", None, None, pa.timestamp("us"), "native"),
     ("smalldatetime", None, None, pa.timestamp("us"), "native"),
     ("datetimeoffset", None, None, pa.timestamp("us", tz="UTC"), "native"),
-    ("uniqueidentifier", None, None, pa.string(), "native"),
+    ("uniqueidentifier", None, None, pa.string(), "guid"),  # lower-cased in the SELECT list
     ("char", None, None, pa.string(), "native"),
     ("varchar", None, None, pa.string(), "native"),
     ("nchar", None, None, pa.string(), "native"),

@@ -7,7 +7,7 @@ into hygge's `ConnectionConfig` with `to_connection_config()`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
@@ -34,8 +34,9 @@ def _server_config(block: Any, dialect: str, **extra: Any) -> ConnectionConfig:
 
 
 class SqlServerConnection(Block):
-    """A SQL Server (or Azure SQL) database hygge reads from: host, port, database, user and a secret
-    password, plus the TLS settings.
+    """A SQL Server (or Azure SQL) database hygge reads from: host, port, database, and how to sign in —
+    a SQL login (user and a secret password) or Microsoft Entra ID (managed identity, the default
+    credential chain, or a service principal with a secret) — plus the engine and TLS settings.
 
     Example:
         Load a stored connection and turn it into hygge's connection settings:
@@ -56,17 +57,43 @@ class SqlServerConnection(Block):
     host: str = Field(description="Server host name or address.")
     port: int = Field(default=1433, description="TCP port of the server.")
     database: str = Field(description="Database to read from.")
-    user: str | None = Field(default=None, description="Login name.")
+    user: str | None = Field(default=None, description="Login name (auth: sql).")
     password: SecretStr | None = Field(default=None, description="Login password (kept secret).")
     encrypt: bool = Field(default=True, description="Encrypt the connection with TLS.")
     trust_server_certificate: bool = Field(
         default=False, description="Accept the server's certificate without validating it."
     )
+    auth: Literal["sql", "entra_msi", "entra_default", "entra_sp"] = Field(
+        default="sql",
+        description="How to sign in: sql (login and password), entra_msi (managed identity), "
+        "entra_default (DefaultAzureCredential chain) or entra_sp (service principal).",
+    )
+    engine: Literal["auto", "connectorx", "mssql-python"] = Field(
+        default="auto",
+        description="Driver: auto (mssql-python for Entra ID, connectorx for SQL logins), "
+        "connectorx or mssql-python.",
+    )
+    client_id: str | None = Field(
+        default=None,
+        description="entra_msi: client id of a user-assigned identity; entra_sp: the application id.",
+    )
+    tenant_id: str | None = Field(default=None, description="entra_sp: the service principal's tenant.")
+    client_secret: SecretStr | None = Field(
+        default=None, description="entra_sp: the application's client secret (kept secret)."
+    )
 
     def to_connection_config(self) -> ConnectionConfig:
-        """hygge's settings for this connection (the password stays a SecretStr)."""
+        """hygge's settings for this connection (secrets stay SecretStr)."""
         return _server_config(
-            self, "mssql", encrypt=self.encrypt, trust_server_certificate=self.trust_server_certificate
+            self,
+            "mssql",
+            encrypt=self.encrypt,
+            trust_server_certificate=self.trust_server_certificate,
+            auth=self.auth,
+            engine=self.engine,
+            client_id=self.client_id,
+            tenant_id=self.tenant_id,
+            client_secret=self.client_secret,
         )
 
 

@@ -32,12 +32,8 @@ def connectorx_url(conn: ConnectionConfig, project_root: Path | None = None) -> 
 
 
 def secrets_of(conn: ConnectionConfig) -> list[str]:
-    values = []
-    if conn.password:
-        values.append(conn.password.get_secret_value())
-    if conn.url:
-        values.append(conn.url.get_secret_value())
-    return values
+    """Every secret of a connection, for `hygge.redact`."""
+    return [v.get_secret_value() for v in (conn.password, conn.url, conn.client_secret) if v is not None]
 
 
 def sqlite_path(conn: ConnectionConfig, project_root: Path | None = None) -> Path:
@@ -52,3 +48,13 @@ def describe(conn: ConnectionConfig) -> str:
 
         return f"{conn.type} {redact(conn.url.get_secret_value())}"
     return f"{conn.type} {conn.host}:{conn.port or 'default'}/{conn.database}"
+
+
+def describe_engine(conn: ConnectionConfig) -> str:
+    """Which engine reads `conn` and how it signs in (no secrets), e.g. for `hygge debug`."""
+    if conn.type != "mssql":
+        return "engine connectorx"
+    from hygge.homes.sql.mssql_python import describe_auth
+
+    auth = describe_auth(conn) if conn.url is None else "sql login (url)"
+    return f"engine {conn.sql_engine} ({conn.engine}), auth {auth}"

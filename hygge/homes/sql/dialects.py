@@ -40,6 +40,11 @@ class Dialect:
     def catalog_query(self, schema: str | None, table: str) -> str:
         raise NotImplementedError
 
+    def query_catalog_query(self, query: str) -> str | None:
+        """Catalog rows for a `query:` entity's result, where the server can describe one (else None:
+        the driver's result types are used)."""
+        return None
+
     # --- select list ---------------------------------------------------------------------------
     def select_expression(self, column: Mapped) -> str:
         q = self.quote(column.name)
@@ -47,6 +52,8 @@ class Dialect:
             return f"{self.text_cast(q)} AS {q}"
         if column.fetch == "money":
             return f"{self.money_cast(q)} AS {q}"
+        if column.fetch == "guid":
+            return f"LOWER({self.text_cast(q)}) AS {q}"
         return q
 
     def text_cast(self, expression: str) -> str:
@@ -101,12 +108,25 @@ class SqlServer(Dialect):
 
     def catalog_query(self, schema: str | None, table: str) -> str:
         return (
-            "SELECT COLUMN_NAME AS name, DATA_TYPE AS data_type, "
-            "CAST(NUMERIC_PRECISION AS int) AS precision, CAST(NUMERIC_SCALE AS int) AS scale, "
-            "CAST(CASE WHEN IS_NULLABLE = 'YES' THEN 1 ELSE 0 END AS bit) AS nullable "
+            "SELECT COLUMN_NAME AS [name], DATA_TYPE AS [data_type], "
+            "CAST(NUMERIC_PRECISION AS int) AS [precision], CAST(NUMERIC_SCALE AS int) AS [scale], "
+            "CAST(CASE WHEN IS_NULLABLE = 'YES' THEN 1 ELSE 0 END AS bit) AS [nullable] "
             "FROM INFORMATION_SCHEMA.COLUMNS "
             f"WHERE TABLE_SCHEMA = {self.string(schema or 'dbo')} AND TABLE_NAME = {self.string(table)} "
             "ORDER BY ORDINAL_POSITION"
+        )
+
+    def query_catalog_query(self, query: str) -> str | None:
+        """The server's own description of the query's result (SQL Server 2012+, Azure SQL), so a query
+        is typed like a table, identically for both engines. A query it cannot describe yields a row
+        whose error_message says why."""
+        base_type = "LEFT(system_type_name, CHARINDEX('(', system_type_name + '(') - 1)"
+        return (
+            f"SELECT [name], {base_type} AS [data_type], CAST([precision] AS int) AS [precision], "
+            "CAST([scale] AS int) AS [scale], CAST(is_nullable AS bit) AS [nullable], "
+            "error_message AS [error_message] "
+            f"FROM sys.dm_exec_describe_first_result_set({self.string(query)}, NULL, 0) "
+            "WHERE is_hidden = 0 OR is_hidden IS NULL ORDER BY column_ordinal"
         )
 
     def text_cast(self, expression: str) -> str:

@@ -1,4 +1,8 @@
-"""SQL home: pins the schema from the catalog, then streams with connectorx `arrow_stream`."""
+"""SQL home: pins the schema from the catalog, then streams Arrow batches through its engine.
+
+The engine is connectorx (`arrow_stream`) or, for SQL Server with Entra ID, mssql-python
+(`hygge/homes/sql/engines.py`); every batch is cast to the pinned schema either way.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hygge.config.models import ConnectionConfig, ResolvedEntity, SqlHomeConfig
-from hygge.errors import SourceError
+from hygge.errors import ConfigError, SourceError
 from hygge.homes.base import Bound
 from hygge.homes.sql import connection as conns
 from hygge.homes.sql.dialects import DIALECTS, Dialect
+from hygge.homes.sql.engines import Engine, engine_for
 from hygge.redact import redact
-from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type
+from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type, pin_driver_type
 
 # Kinds whose Arrow order is the source's order (strings follow the source's collation: left alone).
 _ORDERED_KINDS = ("int", "decimal", "date", "datetime", "datetime_tz")
@@ -46,13 +51,6 @@ def _at_or_above(batches: Iterator[pa.RecordBatch], bound: Bound) -> Iterator[pa
                 yield kept
 
 
-def _connectorx():
-    # Imported lazily: `import hygge` must work (and stay fast) without any database driver.
-    import connectorx
-
-    return connectorx
-
-
 class SqlHome:
     def __init__(self, entity: ResolvedEntity, conn: ConnectionConfig, project_root: Path | None = None):
         assert isinstance(entity.home, SqlHomeConfig)
@@ -60,8 +58,18 @@ class SqlHome:
         self.config: SqlHomeConfig = entity.home
         self.conn = conn
         self.dialect: Dialect = DIALECTS[conn.type]
-        self._url = conns.connectorx_url(conn, project_root)
+        self.engine: Engine = engine_for(conn, project_root)
         self._secrets = conns.secrets_of(conn)
+        if self.config.partition_on and self.engine.name != "connectorx":
+            raise ConfigError(
+                f"`partition_on` needs the connectorx engine; connection '{self.config.connection}' "
+                f"reads with {self.engine.name}",
+                hint="remove `partition_on` (mssql-python reads one stream), or use a SQL login with "
+                "`engine: connectorx`",
+                flow=entity.flow,
+                entity=entity.name,
+                field="home.partition_on",
+            )
         self._project_root = project_root
         self.query = entity.query
         self.db_schema, self.table = self._split_table(
@@ -112,11 +120,11 @@ class SqlHome:
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
         schema = self.schema()
         sql = self.select_sql(bound)
-        kwargs: dict = {"return_type": "arrow_stream", "batch_size": self.config.batch_size}
-        if self.config.partition_on:
-            kwargs["partition_on"] = self.config.partition_on
-            kwargs["partition_num"] = self.config.partition_num or 2
-        raw = self._run(lambda: _connectorx().read_sql(self._url, sql, **kwargs))
+        raw = self._run(
+            lambda: self.engine.stream(
+                sql, self.config.batch_size, self.config.partition_on, self.config.partition_num
+            )
+        )
         batches = self._cast(raw, schema)
         if bound is not None:
             batches = _at_or_above(batches, bound)
@@ -158,6 +166,8 @@ class SqlHome:
                 "permission denied",
                 "access denied",
                 "unknown database",
+                "cannot open database",  # SQL Server: the login has no user in that database
+                "failed to load the driver",  # mssql-python: the ODBC library's packages are missing
             )
         )
         transient = not permanent and any(
@@ -171,13 +181,23 @@ class SqlHome:
                 "terminating connection",
                 "server closed the connection",
                 "could not connect",
+                "unable to establish connection",  # mssql-python (ODBC): TCP connect failed
+                "communication link failure",
+                "login timeout expired",
             )
         )
+        hint = (
+            "the source could not be reached; hygge retries transient failures"
+            if transient
+            else "check the connection and that the table and columns exist"
+        )
+        if "failed to load the driver" in lowered:
+            from hygge.homes.sql.mssql_python import APT_PACKAGES
+
+            hint = f"install the ODBC driver's libraries ({' '.join(APT_PACKAGES)}); `hygge debug` checks it"
         return SourceError(
             f"reading {self.source_name()} from {conns.describe(self.conn)} failed: {first[:500]}",
-            hint="check the connection and that the table and columns exist"
-            if not transient
-            else "the source could not be reached; hygge retries transient failures",
+            hint=hint,
             transient=transient,
             flow=self.entity.flow,
             entity=self.entity.name,
@@ -189,7 +209,7 @@ class SqlHome:
             rows = self._sqlite_catalog()
         else:
             sql = self.dialect.catalog_query(self.db_schema, self.table)
-            table = self._run(lambda: _connectorx().read_sql(self._url, sql, return_type="arrow"))
+            table = self._run(lambda: self.engine.table(sql))
             rows = [
                 SourceColumn(r["name"], r["data_type"], r["precision"], r["scale"], bool(r["nullable"]))
                 for r in table.to_pylist()
@@ -230,18 +250,32 @@ class SqlHome:
             raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
 
     def _query_columns(self) -> list[Mapped]:
-        """A query has no catalog entry: take the driver's result types, refined by `columns:`."""
+        """A query has no catalog entry: SQL Server describes its result (typed like a table, the same
+        for both engines); elsewhere the driver's result types are taken. `columns:` refines both."""
+        assert self.query is not None
+        described = self.dialect.query_catalog_query(self.query)
+        if described is not None:
+            rows = self._run(lambda: self.engine.table(described)).to_pylist()
+            errors = [r["error_message"] for r in rows if r.get("error_message")]
+            if not errors and any(not r["name"] for r in rows):
+                errors = ["a column has no name (name every expression with AS)"]
+            if errors or not rows:
+                raise SourceError(
+                    f"SQL Server cannot describe the query's result: {errors[0] if errors else 'no columns'}",
+                    hint="the query must be one SELECT usable as a subquery (no temp tables or dynamic SQL)",
+                    flow=self.entity.flow,
+                    entity=self.entity.name,
+                    field="query",
+                )
+            return [
+                self._map(
+                    SourceColumn(r["name"], r["data_type"], r["precision"], r["scale"], bool(r["nullable"]))
+                )
+                for r in rows
+            ]
         sql = f"SELECT * FROM ({self.query}) AS {self.dialect.quote('hygge_q')} WHERE 1 = 0"
-        reader = self._run(lambda: _connectorx().read_sql(self._url, sql, return_type="arrow_stream"))
-        mapped = []
-        for fld in reader.schema:
-            arrow = fld.type
-            if pa.types.is_large_binary(arrow):
-                arrow = pa.binary()
-            elif pa.types.is_large_string(arrow):
-                arrow = pa.string()
-            mapped.append(Mapped(fld.name, arrow))
-        return mapped
+        schema = self._run(lambda: self.engine.result_schema(sql))
+        return [Mapped(fld.name, pin_driver_type(fld.type)) for fld in schema]
 
     def _apply_overrides(self, mapped: list[Mapped]) -> list[Mapped]:
         if not self.entity.columns:

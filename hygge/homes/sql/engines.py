@@ -1,0 +1,99 @@
+"""The two ways a SQL home reads: connectorx (every dialect) and mssql-python (SQL Server, Entra ID).
+
+Both take the same SQL text (the dialect's SELECT list with its lossless casts) and return Arrow;
+the home casts every batch to the schema pinned from the catalog, so the engine never changes what
+lands. Drivers are imported lazily, so `import hygge` needs neither.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from hygge.config.models import ConnectionConfig
+from hygge.homes.sql import connection as conns
+
+
+class Engine(Protocol):
+    """What a SQL home needs from a driver."""
+
+    name: str
+
+    def table(self, sql: str) -> pa.Table:
+        """A small result read whole (catalog queries, probes)."""
+        ...
+
+    def stream(
+        self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
+    ) -> pa.RecordBatchReader:
+        """The result as a stream of Arrow batches."""
+        ...
+
+    def result_schema(self, sql: str) -> pa.Schema:
+        """The Arrow types the driver gives a query's columns, reading no rows."""
+        ...
+
+
+class Connectorx:
+    """connectorx `read_sql`: SQL logins only; the fastest, with `partition_on` range reads."""
+
+    name = "connectorx"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    @staticmethod
+    def _cx():
+        import connectorx
+
+        return connectorx
+
+    def table(self, sql: str) -> pa.Table:
+        return self._cx().read_sql(self._url, sql, return_type="arrow")
+
+    def stream(
+        self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
+    ) -> pa.RecordBatchReader:
+        kwargs: dict = {"return_type": "arrow_stream", "batch_size": batch_size}
+        if partition_on:
+            kwargs["partition_on"] = partition_on
+            kwargs["partition_num"] = partition_num or 2
+        return self._cx().read_sql(self._url, sql, **kwargs)
+
+    def result_schema(self, sql: str) -> pa.Schema:
+        return self._cx().read_sql(self._url, sql, return_type="arrow_stream").schema
+
+
+class MssqlPython:
+    """Microsoft's mssql-python driver: SQL logins and Microsoft Entra ID; no partitioned reads."""
+
+    name = "mssql-python"
+
+    def __init__(self, conn: ConnectionConfig) -> None:
+        self._conn = conn
+
+    def table(self, sql: str) -> pa.Table:
+        from hygge.homes.sql import mssql_python
+
+        return mssql_python.table(self._conn, sql)
+
+    def stream(
+        self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
+    ) -> pa.RecordBatchReader:
+        from hygge.homes.sql import mssql_python
+
+        return mssql_python.stream(self._conn, sql, batch_size)
+
+    def result_schema(self, sql: str) -> pa.Schema:
+        from hygge.homes.sql import mssql_python
+
+        return mssql_python.result_schema(self._conn, sql)
+
+
+def engine_for(conn: ConnectionConfig, project_root: Path | None = None) -> Engine:
+    """The engine `conn` resolves to (`engine: auto` → mssql-python for Entra ID, else connectorx)."""
+    if conn.type == "mssql" and conn.sql_engine == "mssql-python":
+        return MssqlPython(conn)
+    return Connectorx(conns.connectorx_url(conn, project_root))
