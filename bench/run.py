@@ -1,16 +1,27 @@
-"""Run the hygge benchmarks, each scenario in a fresh subprocess.
+"""Run the hygge benchmarks side by side with the floor and dlt, each run in a fresh subprocess.
 
-    python bench/run.py [--url URL] [--rows N] [--out DIR] [--scenarios floor,hygge_parquet,...]
+    python bench/run.py                       # everything, on a throwaway PostgreSQL server
+    python bench/run.py --url URL --repeat 2  # an existing server (the table is made if missing)
+    python bench/run.py --groups pg,parquet   # some groups only; --scenarios names single ones
 
-Without --url a throwaway PostgreSQL server is started (tests/pg_server.py), filled with --rows
-rows (default 10,000,000) by bench/generate.py, used and removed. With --url the table is used
-as it is, or (re)generated first if --rows is given and the row count differs.
+Groups (all run by default, in this order):
+  pg           PostgreSQL table (--rows, default 10M) -> parquet, Delta, Open Mirroring (local) and
+               Azurite (parquet, Delta), each for hygge, the floor (raw connectorx -> pyarrow /
+               deltalake) and dlt (sql_database, connectorx backend, filesystem destination; in its
+               own virtualenv, bench/dlt_env.py)
+  parquet      parquet files -> parquet, hygge and the floor (pyarrow reader -> writer), for each of
+               --parquet-rows (default 10M and 100M; files cached in bench/.cache)
+  incremental  a copy of the table landed in full, then again after 1 % of rows changed and 0.5 %
+               were added (bench/generate.py --changes): parquet append, parquet upsert, Delta
+               merge, Open Mirroring
+  many         10 entities of rows/10 each (views over the table), concurrency 4
+  tiny         200 entities of 100 rows against 1 entity, through the CLI and through Prefect's
+               `land` flow (ephemeral API): the difference over 199 is the overhead per entity
 
-For every scenario it reports rows written (counted from the output, and checked against the
-source), wall seconds of the child process (including interpreter start and imports), rows/s,
-MB/s of output, peak RSS of the child (ru_maxrss from wait4, i.e. its largest single process)
-and peak RSS of the child's whole process tree (psutil, sampled every 50 ms), plus CPU seconds.
-The table is printed and written as JSON to bench/results/<UTC timestamp>.json.
+Each run reports rows written (counted from the output and checked against what the source holds),
+wall seconds of the child process (interpreter start and imports included), rows/s, MB/s of output,
+peak RSS (ru_maxrss of the measured process) and CPU seconds. The table is printed, followed by the
+ratios the targets are stated in, and written as JSON to bench/results/<UTC timestamp>.json.
 MB means 10^6 bytes throughout.
 """
 
@@ -24,16 +35,19 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import generate  # bench/generate.py (this script's directory is on sys.path)
+import dlt_env  # bench/dlt_env.py (this script's directory is on sys.path)
+import generate  # bench/generate.py
+import make_parquet  # bench/make_parquet.py
 import psutil
 import psycopg
 import pyarrow.parquet as pq
@@ -41,67 +55,57 @@ import pyarrow.parquet as pq
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
+CACHE_DIR = BENCH_DIR / ".cache"
 DEFAULT_ROWS = 10_000_000
+DEFAULT_PARQUET_ROWS = "10000000,100000000"
+MANY_ENTITIES = 10
+TINY_ENTITIES = 200
+TINY_ROWS = 100
+CHANGE_PCT = 1.0
 MB = 1_000_000
+GROUPS = ("pg", "parquet", "incremental", "many", "tiny")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # "floor" or "hygge"
-    fmt: str  # "parquet" or "delta"
-    flow: str | None = None  # hygge flow name
-    description: str = ""
-    azurite: bool = False  # land in a container on a local Azurite instead of a local folder
+    group: str
+    tool: str  # floor | hygge | dlt | prefect
+    target: str  # parquet | delta | open_mirroring
+    description: str
+    azurite: bool = False  # land in a container on a fresh local Azurite instead of a local folder
 
 
-SCENARIOS = {
-    s.name: s
-    for s in [
-        Scenario(
-            "floor",
-            "floor",
-            "parquet",
-            description="connectorx arrow_stream -> pyarrow ParquetWriter (snappy)",
-        ),
-        Scenario(
-            "floor_delta",
-            "floor",
-            "delta",
-            description="connectorx arrow_stream -> deltalake.write_deltalake",
-        ),
-        Scenario(
-            "hygge_parquet",
-            "hygge",
-            "parquet",
-            flow="bench_parquet",
-            description="hygge go, sql home -> parquet store, full_drop",
-        ),
-        Scenario(
-            "hygge_delta",
-            "hygge",
-            "delta",
-            flow="bench_delta",
-            description="hygge go, sql home -> delta store, full_drop",
-        ),
-        Scenario(
-            "hygge_azurite_parquet",
-            "hygge",
-            "parquet",
-            flow="bench_azurite_parquet",
-            description="hygge go, sql home -> parquet in an Azurite container, full_drop",
-            azurite=True,
-        ),
-        Scenario(
-            "hygge_azurite_delta",
-            "hygge",
-            "delta",
-            flow="bench_azurite_delta",
-            description="hygge go, sql home -> delta in an Azurite container, full_drop",
-            azurite=True,
-        ),
-    ]
+def _pg(name: str, tool: str, target: str, description: str, azurite: bool = False) -> Scenario:
+    return Scenario(name, "pg", tool, target, description, azurite)
+
+
+PG_SCENARIOS = [
+    _pg("floor_parquet", "floor", "parquet", "connectorx arrow_stream -> pyarrow ParquetWriter"),
+    _pg("dlt_parquet", "dlt", "parquet", "dlt sql_table(connectorx) -> filesystem parquet"),
+    _pg("hygge_parquet", "hygge", "parquet", "hygge go: sql home -> parquet store"),
+    _pg("floor_delta", "floor", "delta", "connectorx arrow_stream -> deltalake.write_deltalake"),
+    _pg("dlt_delta", "dlt", "delta", "dlt sql_table(connectorx) -> filesystem delta"),
+    _pg("hygge_delta", "hygge", "delta", "hygge go: sql home -> delta store"),
+    _pg("hygge_open_mirroring", "hygge", "open_mirroring", "hygge go: sql home -> Open Mirroring (local)"),
+    _pg("hygge_azurite_parquet", "hygge", "parquet", "hygge go: sql home -> parquet on Azurite", True),
+    _pg("hygge_azurite_delta", "hygge", "delta", "hygge go: sql home -> delta on Azurite", True),
+]
+INCREMENTAL = {  # scenario -> (store settings, primary key)
+    "inc_parquet_append": ("{type: parquet, path: '${BENCH_OUT}/inc_parquet_append'}", None),
+    "inc_parquet_upsert": ("{type: parquet, path: '${BENCH_OUT}/inc_parquet_upsert'}", "id"),
+    "inc_delta_merge": ("{type: delta, path: '${BENCH_OUT}/inc_delta_merge'}", "id"),
+    "inc_open_mirroring": (
+        "{type: open_mirroring, path: '${BENCH_OUT}/inc_open_mirroring', folder_deletion_wait_seconds: 0}",
+        "id",
+    ),
 }
+SCENARIO_NAMES = (
+    [s.name for s in PG_SCENARIOS]
+    + ["floor_pq2pq", "hygge_pq2pq"]
+    + list(INCREMENTAL)
+    + ["hygge_many", "hygge_tiny_cli", "hygge_tiny_prefect"]
+)
 
 
 # --- measuring a child process ------------------------------------------------------------
@@ -223,7 +227,7 @@ def dir_bytes(path: Path) -> int:
 def count_output_rows(path: Path) -> int:
     """Rows in every Delta table and every visible parquet file outside them under ``path``.
 
-    Directories starting with "." or "_" (journal, staging, _delta_log) are not data.
+    Directories starting with "." or "_" (journal, staging, _delta_log, dlt's state) are not data.
     """
     from deltalake import DeltaTable
 
@@ -241,34 +245,94 @@ def count_output_rows(path: Path) -> int:
     return rows
 
 
-# --- scenarios ----------------------------------------------------------------------------
+def azurite_options() -> dict[str, str]:
+    return {
+        "account_name": "devstoreaccount1",
+        "account_key": os.environ["BENCH_AZURITE_KEY"],
+        "endpoint": os.environ["BENCH_AZURITE_ENDPOINT"],
+        "allow_http": "true",
+    }
+
+
+def count_azurite_output(prefix: str, target: str) -> tuple[int, int]:
+    """Rows and bytes landed under ``prefix`` in the Azurite `bench` container (what a reader sees)."""
+    import pyarrow as pa
+
+    options = azurite_options()
+    if target == "delta":
+        from deltalake import DeltaTable
+
+        delta = DeltaTable(
+            f"abfss://bench@devstoreaccount1.dfs.core.windows.net/{prefix}", storage_options=options
+        )
+        actions = pa.table(delta.get_add_actions(flatten=True))
+        return delta.to_pyarrow_dataset().count_rows(), sum(actions.column("size_bytes").to_pylist())
+    import obstore
+    import polars as pl
+    from obstore.store import AzureStore
+
+    store = AzureStore(container_name="bench", config=options)
+    files = [
+        o
+        for chunk in obstore.list(store, prefix)
+        for o in chunk
+        if o["path"].endswith(".parquet") and "/_" not in o["path"][len(prefix) :]
+    ]
+    uris = [f"az://bench/{o['path']}" for o in files]
+    rows = pl.scan_parquet(uris, storage_options=options).select(pl.len()).collect().item() if uris else 0
+    return rows, sum(o["size"] for o in files)
+
+
+# --- the hygge project ----------------------------------------------------------------------
+
+
+def _store(target: str, name: str, azurite: bool) -> str:
+    if azurite:
+        return (
+            f"store:\n  type: adls\n  format: {target}\n  account: devstoreaccount1\n"
+            f"  container: bench\n  path: {name}\n  endpoint: ${{BENCH_AZURITE_ENDPOINT:-none}}\n"
+            '  credential: {type: account_key, account_key: "${BENCH_AZURITE_KEY:-none}"}\n'
+        )
+    extra = ", folder_deletion_wait_seconds: 0" if target == "open_mirroring" else ""
+    return f"store: {{type: {target}, path: '${{BENCH_OUT}}/{name}'{extra}}}\n"
 
 
 def write_hygge_project(project: Path, table: str) -> None:
-    """hygge.yml plus one flow per store type; URLs and paths come from the environment."""
+    """hygge.yml plus one flow per hygge scenario; URLs and paths come from the environment."""
+    sql = "home: {type: sql, connection: src}\n"
+    flows = {
+        s.name: sql + _store(s.target, s.name, s.azurite) + f"run_type: full_drop\nentities: [{table}]\n"
+        for s in PG_SCENARIOS
+        if s.tool == "hygge"
+    }
+    flows["hygge_pq2pq"] = (
+        "home: {type: parquet, path: '${BENCH_PARQUET_DIR:-none}'}\n"
+        + _store("parquet", "hygge_pq2pq", False)
+        + "run_type: full_drop\nentities: [{name: bench_rows, path: '${BENCH_PARQUET_NAME:-none}'}]\n"
+    )
+    for name, (store, key) in INCREMENTAL.items():
+        mark = "{watermark_column: updated_at" + (f", primary_key: [{key}]" if key else "") + "}"
+        flows[name] = (
+            f"{sql}store: {store}\nrun_type: incremental\nwatermark: {mark}\nentities: [bench_inc]\n"
+        )
+    many = ", ".join(f"bench_m{i}" for i in range(MANY_ENTITIES))
+    flows["hygge_many"] = (
+        sql + _store("parquet", "hygge_many", False) + f"run_type: full_drop\nentities: [{many}]\n"
+    )
+    for count in (1, TINY_ENTITIES):
+        names = ", ".join(f"bench_tiny_{i:03d}" for i in range(count))
+        flows[f"hygge_tiny{count}"] = (
+            sql
+            + _store("parquet", f"hygge_tiny{count}", False)
+            + f"run_type: full_drop\nentities: [{names}]\n"
+        )
     (project / "flows").mkdir(parents=True, exist_ok=True)
     (project / "hygge.yml").write_text(
         "name: bench\nflows_dir: flows\nconnections:\n  src:\n    type: postgres\n    url: ${BENCH_PG_URL}\n"
     )
-    for scenario in SCENARIOS.values():
-        if scenario.kind != "hygge":
-            continue
-        flow_dir = project / "flows" / scenario.flow
-        flow_dir.mkdir(parents=True, exist_ok=True)
-        if scenario.azurite:
-            store = (
-                f"store:\n  type: adls\n  format: {scenario.fmt}\n  account: devstoreaccount1\n"
-                f"  container: bench\n  path: {scenario.name}\n  endpoint: ${{BENCH_AZURITE_ENDPOINT:-none}}\n"
-                '  credential: {type: account_key, account_key: "${BENCH_AZURITE_KEY:-none}"}\n'
-            )
-        else:
-            store = f'store:\n  type: {scenario.fmt}\n  path: "${{BENCH_OUT}}/{scenario.name}"\n'
-        (flow_dir / "flow.yml").write_text(
-            "home: {type: sql, connection: src}\n"
-            + store
-            + "run_type: full_drop\n"
-            + f"entities: [{table}]\n"
-        )
+    for name, text in flows.items():
+        (project / "flows" / name).mkdir(parents=True, exist_ok=True)
+        (project / "flows" / name / "flow.yml").write_text(text)
 
 
 def hygge_command(override: str | None) -> list[str]:
@@ -280,81 +344,221 @@ def hygge_command(override: str | None) -> list[str]:
     return [sys.executable, "-c", "from hygge.cli.main import app; app(prog_name='hygge')"]
 
 
-def scenario_command(scenario: Scenario, url: str, out: Path, table: str, hygge_cmd: list[str]) -> list[str]:
-    if scenario.kind == "floor":
-        return [
-            sys.executable,
-            str(BENCH_DIR / "floor.py"),
-            "--url",
-            url,
-            "--out",
-            str(out / scenario.name),
-            "--format",
-            scenario.fmt,
-            "--table",
-            table,
-        ]
-    return [*hygge_cmd, "go", "--project", str(out / "project"), "--flow", scenario.flow]
+_SUMMARY = re.compile(r"([\d,]+) rows in ([\d.]+) s")
 
 
-def run_scenario(
-    scenario: Scenario,
-    url: str,
-    out: Path,
-    table: str,
-    source_rows: int,
-    hygge_cmd: list[str],
-    timeout: float,
-) -> dict:
-    target = out / scenario.name
+def hygge_rows(stdout: str) -> int | None:
+    """Rows the run moved, from the CLI's summary line."""
+    found = _SUMMARY.findall(" ".join(stdout.split()))
+    return int(found[-1][0].replace(",", "")) if found else None
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Bench:
+    """What every run needs: the source, the output folder and the commands."""
+
+    url: str
+    table: str
+    out: Path
+    hygge: list[str]
+    timeout: float
+    attempt: int = 1
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ, BENCH_PG_URL=self.url, BENCH_OUT=str(self.out), COLUMNS="200", **self.env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
+        return env
+
+    def go(self, flow: str, *extra: str) -> list[str]:
+        return [*self.hygge, "go", "--project", str(self.out / "project"), "--flow", flow, *extra]
+
+    def measure(
+        self,
+        name: str,
+        cmd: list[str],
+        expected: int,
+        count: Callable[[ChildRun], tuple[int, int]],
+        **info: object,
+    ) -> dict:
+        """Run `cmd`, then count what it landed; status ok only if that equals `expected`."""
+        result: dict = {
+            "scenario": name,
+            "command": cmd,
+            "expected_rows": expected,
+            "attempt": self.attempt,
+            **info,
+        }
+        print(f"--- {name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        try:
+            child = run_measured(cmd, self.environment(), REPO_DIR, self.timeout)
+        except OSError as exc:
+            result["status"] = f"error: {exc}"
+            return result
+        for key, value, digits in [
+            ("wall_s", child.wall_s, 3),
+            ("peak_rss_mb", child.peak_rss_mb, 1),
+            ("peak_tree_rss_mb", child.peak_tree_rss_mb, 1),
+            ("cpu_s", child.cpu_s, 2),
+        ]:
+            if value is not None:
+                result[key] = round(value, digits)
+        result.update(returncode=child.returncode, stderr_tail=child.stderr[-4000:])
+        moved = hygge_rows(child.stdout)
+        if moved is not None:
+            result["moved_rows"] = moved
+        with contextlib.suppress(ValueError, IndexError):
+            result["child_report"] = json.loads(child.stdout.strip().splitlines()[-1])
+        if child.returncode != 0 or child.wall_s is None:
+            result["status"] = f"error: {_error_line(child.stderr or child.stdout)}"
+            return result
+        rows, out_bytes = count(child)
+        result.update(
+            rows=rows,
+            out_bytes=out_bytes,
+            rows_per_s=round(rows / child.wall_s),
+            mb_per_s=round(out_bytes / MB / child.wall_s, 1),
+            status="ok" if rows == expected else f"MISMATCH: {rows:,} rows, expected {expected:,}",
+        )
+        return result
+
+    def landed(self, name: str) -> Callable[[ChildRun], tuple[int, int]]:
+        return lambda _child: (count_output_rows(self.out / name), dir_bytes(self.out / name))
+
+
+def run_pg(bench: Bench, scenario: Scenario, source_rows: int) -> list[dict]:
+    target = bench.out / scenario.name
     shutil.rmtree(target, ignore_errors=True)
-    cmd = scenario_command(scenario, url, out, table, hygge_cmd)
-    env = dict(os.environ, BENCH_PG_URL=url, BENCH_OUT=str(out))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
-    result: dict = {
-        "scenario": scenario.name,
-        "description": scenario.description,
-        "command": cmd,
-        "source_rows": source_rows,
-    }
-    print(f"--- {scenario.name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
-    try:
-        child = run_measured(cmd, env, REPO_DIR, timeout)
-    except OSError as exc:  # e.g. the command does not exist
-        result["status"] = f"error: {exc}"
-        return result
-
-    for key, value, digits in [
-        ("wall_s", child.wall_s, 3),
-        ("peak_rss_mb", child.peak_rss_mb, 1),
-        ("peak_tree_rss_mb", child.peak_tree_rss_mb, 1),
-        ("cpu_s", child.cpu_s, 2),
-    ]:
-        if value is not None:
-            result[key] = round(value, digits)
-    result.update(returncode=child.returncode, stderr_tail=child.stderr[-4000:])
-    with contextlib.suppress(ValueError, IndexError):
-        result["child_report"] = json.loads(child.stdout.strip().splitlines()[-1])
-    if child.returncode != 0 or child.wall_s is None:
-        result["status"] = f"error: {_error_line(child.stderr)}"
-        return result
-
-    if scenario.azurite:
-        rows, out_bytes = count_azurite_output(scenario, table)
+    fmt = "delta" if scenario.target == "delta" else "parquet"
+    if scenario.tool == "floor":
+        cmd = [sys.executable, str(BENCH_DIR / "floor.py"), "--url", bench.url, "--out", str(target)]
+        cmd += ["--format", fmt, "--table", bench.table]
+    elif scenario.tool == "dlt":
+        python = dlt_env.ensure_dlt_python(BENCH_DIR)
+        cmd = [str(python), str(BENCH_DIR / "dlt_load.py"), "--url", bench.url, "--out", str(target)]
+        cmd += ["--format", fmt, "--table", bench.table]
     else:
-        rows = count_output_rows(target)
-        out_bytes = dir_bytes(target)
-    result.update(
-        rows=rows,
-        out_bytes=out_bytes,
-        rows_per_s=round(rows / child.wall_s),
-        mb_per_s=round(out_bytes / MB / child.wall_s, 1),
-        status="ok" if rows == source_rows else f"MISMATCH: wrote {rows:,} of {source_rows:,}",
+        cmd = bench.go(scenario.name)
+    count = bench.landed(scenario.name)
+    if scenario.azurite:
+        with fresh_azurite() as env:
+            bench.env = env
+            try:
+                return [
+                    bench.measure(
+                        scenario.name,
+                        cmd,
+                        source_rows,
+                        lambda _c: count_azurite_output(f"{scenario.name}/{bench.table}", scenario.target),
+                    )
+                ]
+            finally:
+                bench.env = {}
+    return [bench.measure(scenario.name, cmd, source_rows, count)]
+
+
+def run_parquet(bench: Bench, rows: int, scenarios: list[str]) -> list[dict]:
+    folder = CACHE_DIR / f"parquet-{rows}"
+    make_parquet.ensure(folder, rows, jobs=os.cpu_count() or 1, log=True)
+    label = f"{rows // 1_000_000}M" if rows >= 1_000_000 else str(rows)
+    results = []
+    for name in scenarios:
+        target = bench.out / name
+        shutil.rmtree(target, ignore_errors=True)
+        if name == "floor_pq2pq":
+            cmd = [
+                sys.executable,
+                str(BENCH_DIR / "floor.py"),
+                "--parquet-in",
+                str(folder),
+                "--out",
+                str(target),
+            ]
+        else:
+            bench.env = {"BENCH_PARQUET_DIR": str(folder.parent), "BENCH_PARQUET_NAME": folder.name}
+            cmd = bench.go(name)
+        results.append(bench.measure(f"{name} {label}", cmd, rows, bench.landed(name)))
+        bench.env = {}
+        shutil.rmtree(target, ignore_errors=True)  # 100M rows are 12 GB
+    return results
+
+
+def run_incremental(bench: Bench, name: str) -> list[dict]:
+    """Full load of a fresh copy of the table, then a 1 % change landed incrementally."""
+    copy_table(bench.url, bench.table, "bench_inc")
+    base = generate.table_row_count(bench.url, "bench_inc") or 0
+    shutil.rmtree(bench.out / name, ignore_errors=True)
+    count = bench.landed(name)
+    full = bench.measure(f"{name} full", bench.go(name), base, count, phase="full")
+    updated, inserted = generate.apply_changes(bench.url, CHANGE_PCT, "bench_inc")
+    keyed = INCREMENTAL[name][1] is not None and name != "inc_open_mirroring"
+    # Append-only stores keep every version; keyed stores (and Open Mirroring once applied) one per key.
+    expected = base + inserted if keyed else base + updated + inserted
+    step = bench.measure(
+        f"{name} +{CHANGE_PCT:g}%",
+        bench.go(name),
+        expected,
+        count,
+        phase="increment",
+        changed=updated + inserted,
     )
-    return result
+    shutil.rmtree(bench.out / name, ignore_errors=True)
+    return [full, step]
 
 
-# --- reporting ----------------------------------------------------------------------------
+def run_many(bench: Bench, source_rows: int) -> list[dict]:
+    per = source_rows // MANY_ENTITIES
+    with psycopg.connect(bench.url, autocommit=True) as conn:
+        for i in range(MANY_ENTITIES):
+            conn.execute(
+                f"CREATE OR REPLACE VIEW bench_m{i} AS SELECT * FROM {bench.table} "
+                f"WHERE id > {i * per} AND id <= {(i + 1) * per}"
+            )
+    shutil.rmtree(bench.out / "hygge_many", ignore_errors=True)
+    cmd = bench.go("hygge_many", "--concurrency", "4")
+    return [bench.measure("hygge_many 10x", cmd, per * MANY_ENTITIES, bench.landed("hygge_many"))]
+
+
+def run_tiny(bench: Bench, scenarios: list[str]) -> list[dict]:
+    with psycopg.connect(bench.url, autocommit=True) as conn:
+        for i in range(TINY_ENTITIES):
+            conn.execute(f"DROP TABLE IF EXISTS bench_tiny_{i:03d}")
+            conn.execute(
+                f"CREATE TABLE bench_tiny_{i:03d} AS SELECT * FROM {bench.table} WHERE id <= {TINY_ROWS}"
+            )
+    results = []
+    for name in scenarios:
+        for count in (1, TINY_ENTITIES):
+            flow = f"hygge_tiny{count}"
+            shutil.rmtree(bench.out / flow, ignore_errors=True)
+            if name == "hygge_tiny_cli":
+                cmd = bench.go(flow)
+            else:
+                bench.env = {"PREFECT_HOME": str(bench.out / "prefect-home"), "PREFECT_API_URL": ""}
+                code = (
+                    "from hygge.prefect.land import land; "
+                    f"land(project={str(bench.out / 'project')!r}, flows=[{flow!r}], publish=False)"
+                )
+                cmd = [sys.executable, "-c", code]
+            results.append(
+                bench.measure(f"{name} {count}", cmd, count * TINY_ROWS, bench.landed(flow), entities=count)
+            )
+            bench.env = {}
+    return results
+
+
+def copy_table(url: str, source: str, copy: str) -> None:
+    """A fresh copy of `source` with its key and watermark index, so changes never touch `source`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {copy}")
+        conn.execute(f"CREATE TABLE {copy} (LIKE {source})")
+        conn.execute(f"INSERT INTO {copy} SELECT * FROM {source}")
+        conn.execute(f"ALTER TABLE {copy} ADD PRIMARY KEY (id)")
+        conn.execute(f"CREATE INDEX {copy}_updated_at_idx ON {copy} (updated_at)")
+        conn.execute(f"VACUUM (FREEZE, ANALYZE) {copy}")
 
 
 def format_table(results: list[dict]) -> str:
@@ -402,6 +606,51 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ratios(results: list[dict]) -> list[str]:
+    """The figures the targets are stated in, from the best (fastest) run of each scenario."""
+    best: dict[str, dict] = {}
+    for r in results:
+        if r.get("status") != "ok" or "wall_s" not in r:
+            continue
+        if r["scenario"] not in best or r["wall_s"] < best[r["scenario"]]["wall_s"]:
+            best[r["scenario"]] = r
+    lines = []
+
+    def speed(name: str) -> float | None:
+        return best[name]["rows_per_s"] if name in best else None
+
+    for fmt in ("parquet", "delta"):
+        ours, floor, dlt = speed(f"hygge_{fmt}"), speed(f"floor_{fmt}"), speed(f"dlt_{fmt}")
+        if ours and floor:
+            lines.append(
+                f"PostgreSQL -> {fmt}: hygge / floor throughput = {ours / floor:.2f}x (target >= 0.9)"
+            )
+        if ours and dlt:
+            lines.append(f"PostgreSQL -> {fmt}: hygge / dlt throughput = {ours / dlt:.2f}x (target >= 1.3)")
+    for name, r in best.items():
+        if name.startswith(("hygge_", "inc_")) and "peak_rss_mb" in r and r.get("rows", 0) >= 1_000_000:
+            flag = "ok" if r["peak_rss_mb"] <= 300 else "OVER"
+            lines.append(f"peak RSS {name}: {r['peak_rss_mb']:.0f} MB ({flag}; target <= 300)")
+    for name, r in best.items():
+        if name.startswith("hygge_pq2pq"):
+            lines.append(
+                f"parquet -> parquet {name.split()[-1]}: {r['rows_per_s']:,} rows/s (target >= 3,000,000)"
+            )
+    for name in INCREMENTAL:
+        full, step = best.get(f"{name} full"), best.get(f"{name} +{CHANGE_PCT:g}%")
+        if full and step:
+            lines.append(
+                f"incremental {name}: {step['wall_s']:.2f} s vs full {full['wall_s']:.2f} s = "
+                f"{step['wall_s'] / full['wall_s']:.3f}x (target <= 0.1)"
+            )
+    for tool in ("hygge_tiny_cli", "hygge_tiny_prefect"):
+        one, many = best.get(f"{tool} 1"), best.get(f"{tool} {TINY_ENTITIES}")
+        if one and many:
+            per = (many["wall_s"] - one["wall_s"]) / (TINY_ENTITIES - 1) * 1000
+            lines.append(f"overhead per entity, {tool.split('_')[-1]}: {per:.0f} ms (target <= 50)")
+    return lines
+
+
 def source_info(url: str, table: str) -> dict:
     with psycopg.connect(url, autocommit=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
@@ -421,7 +670,7 @@ def source_info(url: str, table: str) -> dict:
 
 def environment_info() -> dict:
     versions = {}
-    for module in ("connectorx", "pyarrow", "deltalake", "polars"):
+    for module in ("connectorx", "pyarrow", "deltalake", "polars", "prefect"):
         with contextlib.suppress(Exception):
             versions[module] = __import__(module).__version__
     return {
@@ -433,82 +682,37 @@ def environment_info() -> dict:
     }
 
 
-# --- main ---------------------------------------------------------------------------------
-
-
-def azurite_options() -> dict[str, str]:
-    return {
-        "account_name": "devstoreaccount1",
-        "account_key": os.environ["BENCH_AZURITE_KEY"],
-        "endpoint": os.environ["BENCH_AZURITE_ENDPOINT"],
-        "allow_http": "true",
-    }
-
-
-def count_azurite_output(scenario: Scenario, table: str) -> tuple[int, int]:
-    """Rows and bytes a scenario landed in the Azurite container (what a reader would see)."""
-    options = azurite_options()
-    prefix = f"{scenario.name}/{table}"
-    if scenario.fmt == "delta":
-        from deltalake import DeltaTable
-
-        delta = DeltaTable(
-            f"abfss://bench@devstoreaccount1.dfs.core.windows.net/{prefix}", storage_options=options
-        )
-        import pyarrow as pa
-
-        actions = pa.table(delta.get_add_actions(flatten=True))
-        return delta.to_pyarrow_dataset().count_rows(), sum(actions.column("size_bytes").to_pylist())
-    import obstore
-    from obstore.store import AzureStore
-
-    store = AzureStore(container_name="bench", config=options)
-    files = [
-        o
-        for chunk in obstore.list(store, prefix)
-        for o in chunk
-        if o["path"].endswith(".parquet") and "/_" not in o["path"][len(prefix) :]
-    ]
-    import polars as pl
-
-    uris = [f"az://bench/{o['path']}" for o in files]
-    rows = pl.scan_parquet(uris, storage_options=options).select(pl.len()).collect().item() if uris else 0
-    return rows, sum(o["size"] for o in files)
-
-
-@contextlib.contextmanager
-def fresh_azurite() -> Iterator[None]:
-    """A throwaway Azurite (tests/azurite.py) with a `bench` container, one per run: the emulator
-    slows down as its blob index grows, which would tax later scenarios for earlier ones."""
-    spec = importlib.util.spec_from_file_location("azurite", REPO_DIR / "tests" / "azurite.py")
+def _load_test_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_DIR / "tests" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["azurite"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    with module.running_azurite(Path(tempfile.mkdtemp(prefix="hygge-bench-azurite-"))) as info:
-        info.create_container("bench")
-        os.environ["BENCH_AZURITE_ENDPOINT"] = info.blob_endpoint
-        os.environ["BENCH_AZURITE_KEY"] = info.key
-        yield
-
-
-def _load_pg_server():
-    spec = importlib.util.spec_from_file_location("pg_server", REPO_DIR / "tests" / "pg_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     return module
 
 
 @contextlib.contextmanager
+def fresh_azurite() -> Iterator[dict[str, str]]:
+    """A throwaway Azurite (tests/azurite.py) with a `bench` container, one per run (the emulator
+    slows down as its blob index grows, which would tax later runs for earlier ones)."""
+    module = _load_test_module("azurite")
+    with module.running_azurite(Path(tempfile.mkdtemp(prefix="hygge-bench-azurite-"))) as info:
+        info.create_container("bench")
+        env = {"BENCH_AZURITE_ENDPOINT": info.blob_endpoint, "BENCH_AZURITE_KEY": info.key}
+        os.environ.update(env)  # for counting the output from this process
+        yield env
+
+
+@contextlib.contextmanager
 def database(url: str | None, rows: int | None, table: str) -> Iterator[str]:
-    """The given server (generating the table if asked), or a throwaway one."""
+    """The given server (generating the table if asked or missing), or a throwaway one."""
     if url:
         if rows is not None:
             generate.ensure(url, rows, table)
         elif generate.table_row_count(url, table) is None:
-            raise SystemExit(f"table {table} does not exist at --url; pass --rows to generate it")
+            generate.generate(url, DEFAULT_ROWS, table)
         yield url
         return
-    pg_server = _load_pg_server()
+    pg_server = _load_test_module("pg_server")
     with pg_server.running_postgres(Path(tempfile.mkdtemp(prefix="hygge-bench-pg-"))) as tmp:
         generate.generate(tmp, rows or DEFAULT_ROWS, table)
         yield tmp
@@ -517,43 +721,55 @@ def database(url: str | None, rows: int | None, table: str) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="PostgreSQL URL; omitted: start a throwaway server")
-    parser.add_argument(
-        "--rows", type=int, help=f"rows to generate (default {DEFAULT_ROWS:,} for a throwaway server)"
-    )
+    parser.add_argument("--rows", type=int, help=f"rows in the PostgreSQL table (default {DEFAULT_ROWS:,})")
+    parser.add_argument("--parquet-rows", default=DEFAULT_PARQUET_ROWS, help="comma-separated sizes")
     parser.add_argument("--table", default="bench_rows")
+    parser.add_argument("--out", type=Path, help="working/output directory (kept); default: a temp dir")
     parser.add_argument(
-        "--out", type=Path, help="working/output directory (kept); default: a temp dir, removed"
+        "--groups", default=",".join(GROUPS), help=f"comma-separated, from: {', '.join(GROUPS)}"
     )
-    parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}"
-    )
+    parser.add_argument("--scenarios", help=f"comma-separated, from: {', '.join(SCENARIO_NAMES)}")
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     parser.add_argument("--hygge-cmd", help="command that runs the hygge CLI")
     args = parser.parse_args(argv)
 
-    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SCENARIOS]
-    if unknown:
-        parser.error(f"unknown scenarios {unknown}; choose from {list(SCENARIOS)}")
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    if unknown := [g for g in groups if g not in GROUPS]:
+        parser.error(f"unknown groups {unknown}; choose from {list(GROUPS)}")
+    chosen = [s.strip() for s in args.scenarios.split(",")] if args.scenarios else list(SCENARIO_NAMES)
+    if unknown := [s for s in chosen if s not in SCENARIO_NAMES]:
+        parser.error(f"unknown scenarios {unknown}; choose from {SCENARIO_NAMES}")
+    parquet_rows = [int(n) for n in args.parquet_rows.split(",") if n.strip()]
     generate._ident(args.table)
 
     out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="hygge-bench-"))
     out.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
     try:
         with database(args.url, args.rows, args.table) as url:
             source = source_info(url, args.table)
             write_hygge_project(out / "project", args.table)
-            hygge_cmd = hygge_command(args.hygge_cmd)
-            results = []
-            for name in chosen:
-                for attempt in range(args.repeat):
-                    with fresh_azurite() if SCENARIOS[name].azurite else contextlib.nullcontext():
-                        result = run_scenario(
-                            SCENARIOS[name], url, out, args.table, source["rows"], hygge_cmd, args.timeout
-                        )
-                    result["attempt"] = attempt + 1
-                    results.append(result)
+            bench = Bench(url, args.table, out, hygge_command(args.hygge_cmd), args.timeout)
+            for attempt in range(1, args.repeat + 1):
+                bench.attempt = attempt
+                if "pg" in groups:
+                    for scenario in PG_SCENARIOS:
+                        if scenario.name in chosen:
+                            results += run_pg(bench, scenario, source["rows"])
+                if "parquet" in groups:
+                    wanted = [n for n in ("floor_pq2pq", "hygge_pq2pq") if n in chosen]
+                    for rows in parquet_rows if wanted else []:
+                        results += run_parquet(bench, rows, wanted)
+                if "incremental" in groups:
+                    for name in INCREMENTAL:
+                        if name in chosen:
+                            results += run_incremental(bench, name)
+                if "many" in groups and "hygge_many" in chosen:
+                    results += run_many(bench, source["rows"])
+                if "tiny" in groups:
+                    wanted = [n for n in ("hygge_tiny_cli", "hygge_tiny_prefect") if n in chosen]
+                    results += run_tiny(bench, wanted) if wanted else []
     finally:
         if not args.out:
             shutil.rmtree(out, ignore_errors=True)
@@ -563,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
         f"avg row width {source['avg_row_width_bytes']} bytes (PostgreSQL {source['server_version']})"
     )
     print(format_table(results))
+    summary = ratios(results)
+    print("\n" + "\n".join(summary))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS_DIR.mkdir(exist_ok=True)
     gitignore = RESULTS_DIR / ".gitignore"
@@ -573,19 +791,15 @@ def main(argv: list[str] | None = None) -> int:
     while path.exists():  # two runs within one second
         suffix += 1
         path = RESULTS_DIR / f"{stamp}-{suffix}.json"
-    path.write_text(
-        json.dumps(
-            {
-                "timestamp": stamp,
-                "source": source,
-                "environment": environment_info(),
-                "out_dir": str(out) if args.out else None,
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    report = {
+        "timestamp": stamp,
+        "source": source,
+        "environment": environment_info(),
+        "out_dir": str(out) if args.out else None,
+        "results": results,
+        "summary": summary,
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nresults: {path}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
