@@ -5,6 +5,7 @@ last_success ignores failed runs."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -240,6 +241,16 @@ def test_live_lease_is_respected(tmp_path: Path) -> None:
     assert len(run_files(tmp_path)) == 1
     assert (tmp_path / LEASE).read_text() == live
     assert journal.read().num_rows == 1
+
+
+def test_live_lease_of_an_older_hygge_is_respected(tmp_path: Path) -> None:
+    """A compaction lease in the format hygge wrote before hygge.lease is honoured until it expires."""
+    journal = Journal(Storage.local(tmp_path))
+    journal.record(entry())
+    (tmp_path / LEASE).write_text(json.dumps({"owner": "old-host:7", "expires": time.time() + 60}))
+    assert journal.compact() == 0
+    (tmp_path / LEASE).write_text(json.dumps({"owner": "old-host:7", "expires": time.time() - 1}))
+    assert journal.compact() == 1
 
 
 def test_unreadable_lease_is_not_taken_as_free_forever(tmp_path: Path) -> None:
