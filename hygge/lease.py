@@ -233,6 +233,7 @@ class EntityLease:
 
     @staticmethod
     def path(flow: str, entity: str) -> str:
+        """The lease object's path in the journal's folder."""
         return f"{LEASES}/{flow}/{entity}.lease"
 
     def take(self, owner: str, run: str = "") -> None:
@@ -262,7 +263,7 @@ class EntityLease:
         until = _clock(holder.expires_at)
         return ConcurrencyError(
             f"another run is landing this entity: entity run {holder.describe()}, holding its lease "
-            f"until {until} (renewed while it runs); waited {waited:.0f} s",
+            f"until {until} (renewed while it runs); waited {waited:.1f} s",
             hint="run again once that run has finished (HYGGE_LEASE_WAIT_SECONDS waits longer); if "
             f"that process is dead, its lease expires at {until} and the next run takes over and "
             "recovers what it committed",
@@ -291,6 +292,7 @@ class EntityLease:
         self.check()
 
     def release(self) -> None:
+        """Let the next run in (after the journal write); a lease never taken is left alone."""
         if self.lease is not None:
             self.lease.release()
             self.lease = None
