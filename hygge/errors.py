@@ -118,6 +118,13 @@ class JournalError(HyggeError):
     kind = "journal"
 
 
+class ConcurrencyError(HyggeError):
+    """Another run holds the entity (or lost it to one): transient, the other run finishes or expires."""
+
+    kind = "concurrency"
+    transient = True
+
+
 class PublishError(HyggeError):
     """Publishing the journal failed."""
 

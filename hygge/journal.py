@@ -3,8 +3,9 @@
 Layout under its folder (by default `<store root>/.hygge_journal/`):
 - `runs/<entity_run_id>.parquet`: one object per entity run, written with put-if-absent, so any number
   of processes (or machines, once the folder is remote) append without a read-modify-write race;
-- `journal.parquet`: the compacted snapshot; compaction holds a lease (`_compact.lease`), writes the
-  new snapshot atomically, and only then deletes the run objects it folded in.
+- `journal.parquet`: the compacted snapshot; compaction holds a lease (`_compact.lease`, hygge.lease),
+  writes the new snapshot atomically, and only then deletes the run objects it folded in;
+- `leases/<flow>/<entity>.lease`: held by the one run landing that entity (hygge.lease.EntityLease).
 Readers list run objects before reading the snapshot, so a concurrent compaction never hides a row.
 A failed write raises JournalError: it is never swallowed.
 """
@@ -12,12 +13,7 @@ A failed write raises JournalError: it is never swallowed.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
-import json
-import os
-import socket
-import time
 import uuid
 from dataclasses import asdict, dataclass, fields
 
@@ -26,12 +22,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hygge.errors import JournalError
+from hygge.lease import Lease
+from hygge.settings import settings
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 
 SNAPSHOT = "journal.parquet"
 RUNS = "runs"
 LEASE = "_compact.lease"
-LEASE_SECONDS = 300
 
 UTC = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -194,13 +191,14 @@ class Journal:
     # --- compaction ----------------------------------------------------------------------------
     def compact(self) -> int:
         """Fold run objects into the snapshot; returns how many were folded (0 if another holds the lease)."""
+        lease = Lease(self.location, LEASE, owner=f"compaction {new_id()}", seconds=settings().lease_seconds)
         try:
-            taken = self._take_lease()
+            holder = lease.take()
         except Exception as exc:
             raise JournalError(
                 f"compacting {self.describe()} failed: could not take its lease: {exc}", transient=True
             ) from exc
-        if not taken:
+        if holder is not None:
             return 0
         try:
             paths = self._run_paths()
@@ -216,35 +214,7 @@ class Journal:
         except Exception as exc:
             raise JournalError(f"compacting {self.describe()} failed: {exc}", transient=True) from exc
         finally:
-            self.location.delete(LEASE)
-
-    def _take_lease(self) -> bool:
-        lease = json.dumps(
-            {"owner": f"{socket.gethostname()}:{os.getpid()}", "expires": time.time() + LEASE_SECONDS}
-        ).encode()
-        for _ in range(2):
-            try:
-                self.location.put(LEASE, lease, create_only=True)
-                return True
-            except AlreadyExistsError:
-                try:
-                    raw = self.location.get(LEASE)
-                    held = json.loads(raw)
-                except (NotFoundError, FileNotFoundError, ValueError):
-                    continue
-                if held.get("expires", 0) > time.time():
-                    return False
-                # Expired: its holder died. Of the processes that saw this very lease expire, only
-                # the one that creates its takeover marker (put-if-absent) may delete it; otherwise
-                # a slower one could delete the lease the winner just took, and two would compact at
-                # once. Markers are tiny and left in place (one per dead holder).
-                marker = f"{LEASE}.takeover-{hashlib.sha256(raw).hexdigest()[:16]}"
-                try:
-                    self.location.put(marker, lease, create_only=True)
-                except AlreadyExistsError:
-                    return False
-                self.location.delete(LEASE)
-        return False
+            lease.release()
 
 
 def _conform(table: pa.Table) -> pa.Table:

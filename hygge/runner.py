@@ -24,6 +24,7 @@ from hygge.config.models import OpenMirroringStoreConfig, ResolvedEntity, SqlHom
 from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
 from hygge.homes import Bound, make_home
 from hygge.journal import Entry, Journal, new_id
+from hygge.lease import EntityLease
 from hygge.storage import Storage
 from hygge.stores import WriteRequest, make_store, store_root
 from hygge.typemap import schema_fingerprint
@@ -98,7 +99,25 @@ def land_entity(
     run_type: str | None = None,
     on_rows: RowsCallback | None = None,
 ) -> EntityResult:
-    """Land one entity and journal the outcome; raises HyggeError on failure (after journaling it)."""
+    """Land one entity and journal the outcome; raises HyggeError on failure (after journaling it).
+
+    The entity's lease (hygge.lease) is held from before recovery until after the journal write, so
+    two runs of one entity never interleave: the second waits, then refuses with ConcurrencyError."""
+    lease = EntityLease(journal_for(entity, project).location, entity.flow, entity.name)
+    try:
+        return _land_entity(project, entity, ids, lease, run_type, on_rows)
+    finally:
+        lease.release()
+
+
+def _land_entity(
+    project: Project,
+    entity: ResolvedEntity,
+    ids: RunIds,
+    lease: EntityLease,
+    run_type: str | None,
+    on_rows: RowsCallback | None,
+) -> EntityResult:
     entity_run_id = new_id()
     start = _now()
     clock = time.perf_counter()
@@ -111,6 +130,7 @@ def land_entity(
     guard = _Guard()
     observer = _Observer(None, on_rows)
     try:
+        lease.take(entity_run_id, ids.coordinator_run_id)
         home, store, schema = open_entity(project, entity, entry)
         kind = _check_entity(entity, schema, run_type)
         entry.watermark_type = kind
@@ -143,7 +163,7 @@ def land_entity(
         tracker = wm.MaxTracker(mark.watermark_column, kind) if mark and kind else None
         observer.tracker = tracker
         reader = home.read(bound)
-        batches: Iterator[pa.RecordBatch] = iter(reader)
+        batches: Iterator[pa.RecordBatch] = lease.guard(iter(reader))
         if bound is not None and not (mark and mark.primary_key):
             landed = store.rows_between(bound.column, bound.value, prev_value)
             batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
@@ -190,6 +210,7 @@ def land_entity(
         raise error from (exc if error is not exc else None)
     entry.finish_time = _now()
     entry.duration = result.duration = time.perf_counter() - clock
+    lease.check()
     journal.record(entry)
     return result
 

@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     task_retry_jitter: float = 0.5
     upload_part_mb: int = 8
     upload_concurrency: int = 4
+    # Entity leases (hygge.lease): lifetime without renewal, and how long a second run waits.
+    lease_seconds: float = 120.0
+    lease_wait_seconds: float = 300.0
 
 
 def settings() -> Settings:
