@@ -198,3 +198,18 @@ def test_a_planted_secret_reaches_no_log_artifact_or_journal(harness, tmp_path, 
     assert secret not in str(rows)
     journal = Journal(Storage.local(tmp_path / "lake" / ".hygge_journal"))
     assert secret not in str([vars(e) for e in journal.entries()])
+
+
+def test_entity_tasks_share_one_load_of_the_project(harness, tmp_path, monkeypatch):
+    """Tasks of one run reuse the project the first one loaded: no per-entity parse of every flow."""
+    root = _project(tmp_path, tables=6)
+    calls = []
+    real = land_module.load_project
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(land_module, "load_project", counting)
+    assert land_module.land(project=str(root), publish=False, return_state=True).is_completed()
+    assert len(calls) <= 2, calls  # the parent flow's load, and one shared by the six entity tasks
