@@ -249,6 +249,7 @@ def generate(
     done = 0
 
     def finished(path: Path, count: int) -> None:
+        """Note a completed file (and log progress)."""
         nonlocal done
         files.append(path)
         done += count

@@ -94,6 +94,7 @@ class TreeSampler:
     """Samples the process trees rooted at the given pids in a background thread until stopped."""
 
     def __init__(self, roots: Mapping[str, int], interval: float = INTERVAL_S) -> None:
+        """Trees named by their root pids, sampled every `interval` seconds once started."""
         self.roots = dict(roots)
         self.interval = interval
         self.peaks = {name: TreePeak() for name in self.roots}
@@ -137,6 +138,7 @@ class TreeSampler:
         self.peak_total_rss = max(self.peak_total_rss, total)
 
     def _run(self) -> None:
+        """The sampling loop of the background thread."""
         while not self._stop.is_set():
             self.sample()
             self._stop.wait(self.interval)
