@@ -51,9 +51,6 @@ def pin_file_schema(source: pa.Schema, overrides: dict[str, str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-_READ_BUFFER = 1024 * 1024
-
-
 def scan_dataset(
     dataset: Any, schema: pa.Schema, bound: Bound | None, batch_size: int, *, plain_files: bool = False
 ) -> pa.RecordBatchReader:
@@ -67,6 +64,7 @@ def scan_dataset(
 
     import pyarrow.compute as pc
 
+    from hygge.storage.scan import stream_files
     from hygge.typemap import cast_batch
 
     predicate = None
@@ -76,41 +74,10 @@ def scan_dataset(
             value = pa.scalar(value, type=pa.timestamp("us"))
         predicate = pc.field(bound.column) >= value
     if plain_files:
-        source = _stream_files(dataset, predicate, batch_size)
+        source = stream_files(dataset, predicate, batch_size)
     else:
         source = dataset.scanner(
             filter=predicate, batch_size=batch_size, batch_readahead=2, fragment_readahead=1
         ).to_batches()
     batches = (cast_batch(b, schema) for b in source if b.num_rows)
     return pa.RecordBatchReader.from_batches(schema, batches)
-
-
-def _stream_files(dataset: Any, predicate: Any, batch_size: int) -> Any:
-    """Batches of each file in turn: row groups pruned by their statistics (pyarrow's own pruning),
-    rows filtered by `predicate`, columns the dataset has but a file lacks filled with nulls."""
-    import pyarrow.parquet as pq
-
-    names = dataset.schema.names
-    for fragment in dataset.get_fragments(filter=predicate):
-        row_groups = None
-        if predicate is not None:
-            row_groups = [
-                rg.id for piece in fragment.split_by_row_group(predicate) for rg in piece.row_groups
-            ]
-            if not row_groups:
-                continue
-        with dataset.filesystem.open_input_file(fragment.path) as handle:
-            file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=_READ_BUFFER)
-            present = [n for n in names if n in file.schema_arrow.names]
-            for batch in file.iter_batches(batch_size, row_groups=row_groups, columns=present):
-                if len(present) < len(names):
-                    batch = _with_nulls(batch, dataset.schema)
-                yield batch if predicate is None else batch.filter(predicate)
-
-
-def _with_nulls(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    columns = [
-        batch.column(f.name) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from hygge.errors import HyggeError, StoreError
 from hygge.storage import Storage, storage_error
+from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import FileLayout, WrittenFile, write_files
 
@@ -142,7 +143,10 @@ class DeltaStore:
         if table is None:
             return pa.table({})
         field = pc.field(column)
-        return table.to_pyarrow_dataset().to_table(filter=(field >= low) & (field <= high))
+        window = (field >= low) & (field <= high)
+        if table.metadata().partition_columns:  # partition values live in the log, not the files
+            return table.to_pyarrow_dataset().to_table(filter=window)
+        return rows_where(table.to_pyarrow_dataset(), column, window)
 
     def scan(self) -> pa.Table:
         table = self._table()

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from hygge.config.models import FileLayoutSettings
 from hygge.errors import StoreError
 from hygge.storage import NotFoundError, Storage
+from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import layout_of, write_files
 
@@ -73,7 +74,7 @@ class ParquetStore:
         if dataset is None:
             return pa.table({})
         field = pc.field(column)
-        return dataset.to_table(filter=(field >= low) & (field <= high))
+        return rows_where(dataset, column, (field >= low) & (field <= high))
 
     # --- commits -------------------------------------------------------------------------------
     def _commit_records(self) -> list[tuple[str, dict[str, Any]]]:
