@@ -163,29 +163,45 @@ def _land_entity(
 
         tracker = wm.MaxTracker(mark.watermark_column, kind) if mark and kind else None
         observer.tracker = tracker
-        reader = home.read(bound)
-        batches: Iterator[pa.RecordBatch] = lease.guard(iter(reader))
-        if bound is not None and not (mark and mark.primary_key):
-            landed = store.rows_between(bound.column, bound.value, prev_value)
-            batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
-        counted = prefetch(observer.wrap(batches))
-        first = next(counted, None)
-        if first is None and run_type == "incremental":
-            commit_detail = "nothing new"
-        else:
-            stream = pa.RecordBatchReader.from_batches(schema, guard.wrap(_prepend(first, counted)))
+        copies = _copies(home, store, run_type, bound)
+        if copies:
+            # The home's files already hold the pinned schema: land their bytes, no decode or encode.
+            _observe_copies(observer, copies, mark.watermark_column if tracker else None)
+            lease.check()
             commit = store.write(
-                stream,
+                pa.RecordBatchReader.from_batches(schema, iter(())),
                 WriteRequest(
                     run_type=run_type,
                     entity_run_id=entity_run_id,
                     version=time.time_ns() // 1000,
-                    primary_key=list(mark.primary_key) if mark else [],
-                    watermark_column=mark.watermark_column if mark else None,
-                    lookback=mark.lookback if mark else None,
+                    copies=tuple(copies),
                 ),
             )
             commit_detail = commit.detail
+        else:
+            reader = home.read(bound)
+            batches: Iterator[pa.RecordBatch] = lease.guard(iter(reader))
+            if bound is not None and not (mark and mark.primary_key):
+                landed = store.rows_between(bound.column, bound.value, prev_value)
+                batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
+            counted = prefetch(observer.wrap(batches))
+            first = next(counted, None)
+            if first is None and run_type == "incremental":
+                commit_detail = "nothing new"
+            else:
+                stream = pa.RecordBatchReader.from_batches(schema, guard.wrap(_prepend(first, counted)))
+                commit = store.write(
+                    stream,
+                    WriteRequest(
+                        run_type=run_type,
+                        entity_run_id=entity_run_id,
+                        version=time.time_ns() // 1000,
+                        primary_key=list(mark.primary_key) if mark else [],
+                        watermark_column=mark.watermark_column if mark else None,
+                        lookback=mark.lookback if mark else None,
+                    ),
+                )
+                commit_detail = commit.detail
         result.rows = observer.rows
         new_value = tracker.value if tracker else None
         if prev_value is not None and (new_value is None or new_value < prev_value):
@@ -304,10 +320,33 @@ class _Observer:
         for batch in batches:
             if self.tracker is not None:
                 self.tracker.update(batch)
-            self.rows += batch.num_rows
-            if self.on_rows is not None:
-                self.on_rows(batch.num_rows)
+            self.count(batch.num_rows)
             yield batch
+
+    def count(self, rows: int) -> None:
+        self.rows += rows
+        if self.on_rows is not None:
+            self.on_rows(rows)
+
+
+def _copies(home: Any, store: Any, run_type: str, bound: Bound | None) -> list[Any] | None:
+    """A full load from files that already hold the pinned schema, into a store that can take them."""
+    if run_type != "full_drop" or bound is not None or not getattr(store, "accepts_copies", False):
+        return None
+    offer = getattr(home, "copyable_files", None)
+    return offer() if offer is not None else None
+
+
+def _observe_copies(observer: _Observer, copies: list[Any], column: str | None) -> None:
+    """Count the copied rows, and track the watermark from that one column (never the whole file)."""
+    import pyarrow.parquet as pq
+
+    for source in copies:
+        if column is not None and observer.tracker is not None:
+            with source.filesystem.open_input_file(source.path) as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(columns=[column]):
+                    observer.tracker.update(batch)
+        observer.count(source.metadata.num_rows)
 
 
 def _prepend(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from hygge.errors import SourceError
 from hygge.watermark import WatermarkValue
 
 
@@ -17,6 +18,15 @@ class Bound:
     column: str
     kind: str
     value: WatermarkValue
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A parquet file a home offers as it is: its bytes already hold the pinned schema."""
+
+    filesystem: Any  # pyarrow filesystem
+    path: str
+    metadata: Any  # pyarrow.parquet.FileMetaData
 
 
 class Home(Protocol):
@@ -46,7 +56,10 @@ def pin_file_schema(source: pa.Schema, overrides: dict[str, str]) -> pa.Schema:
         elif pa.types.is_large_binary(arrow) or pa.types.is_binary_view(arrow):
             arrow = pa.binary()
         if fld.name in overrides:
-            arrow = parse_arrow_type(overrides[fld.name])
+            try:
+                arrow = parse_arrow_type(overrides[fld.name])
+            except ValueError as exc:
+                raise SourceError(str(exc), field=f"columns.{fld.name}") from None
         fields.append(pa.field(fld.name, arrow))
     return pa.schema(fields)
 

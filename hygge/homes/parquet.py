@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 
 from hygge.config.models import ParquetHomeConfig, ResolvedEntity
 from hygge.errors import HyggeError, SourceError
-from hygge.homes.base import Bound, pin_file_schema, scan_dataset
+from hygge.homes.base import Bound, SourceFile, pin_file_schema, scan_dataset
 from hygge.storage import Storage
 
 
@@ -66,6 +66,25 @@ class ParquetHome:
 
     def schema(self) -> pa.Schema:
         return pin_file_schema(self.dataset().schema, self.entity.columns)
+
+    def copyable_files(self) -> list[SourceFile] | None:
+        """The files, if each one's bytes already hold the pinned schema (same names, order and
+        types, no `columns:` override): a store may then copy them instead of re-encoding."""
+        if self.entity.columns:
+            return None
+        dataset = self.dataset()
+        schema = self.schema()
+        files = []
+        for fragment in dataset.get_fragments():
+            metadata = fragment.metadata
+            held = metadata.schema.to_arrow_schema()
+            # Names and types must match; a column the file declares required is fine (no nulls).
+            if held.names != schema.names or any(
+                not a.type.equals(b.type) for a, b in zip(held, schema, strict=True)
+            ):
+                return None
+            files.append(SourceFile(dataset.filesystem, fragment.path, metadata))
+        return files
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
         return scan_dataset(self.dataset(), self.schema(), bound, self.config.batch_size, plain_files=True)

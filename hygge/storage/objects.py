@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -235,6 +236,23 @@ class Storage:
         """Local: atomic rename. Azure Blob: copy then delete (each object appears atomically)."""
         with self._errors("renaming", src):
             obstore.rename(self.store, src, dst, overwrite=overwrite)
+
+    def copy_in(self, filesystem: pafs.FileSystem, source: str, path: str) -> None:
+        """Copy a file that `filesystem` holds to `path`: a kernel copy when both sides are local
+        (shutil uses copy_file_range/sendfile), else streamed through `open_writer` in 8 MB chunks."""
+        if self.is_local and isinstance(filesystem, pafs.LocalFileSystem):
+            target = Path(self.location.path, path)
+            with self._errors("writing", path, missing_is_error=True):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            return
+        sink = self.open_writer(path)
+        try:
+            with filesystem.open_input_stream(source) as stream:
+                while chunk := stream.read(8 * 1024 * 1024):
+                    sink.write(chunk)
+        finally:
+            sink.close()
 
     def open_writer(self, path: str) -> Any:
         """A writable file for streaming writers (pyarrow's ParquetWriter)."""

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from hygge.homes.base import SourceFile
+
 
 @dataclass(frozen=True)
 class WriteRequest:
@@ -16,6 +18,7 @@ class WriteRequest:
     primary_key: list[str] = field(default_factory=list)
     watermark_column: str | None = None
     lookback: float | None = None
+    copies: tuple[SourceFile, ...] = ()  # parquet files to land byte for byte instead of the stream
 
 
 @dataclass(frozen=True)

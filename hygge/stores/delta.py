@@ -30,6 +30,8 @@ def _quote(name: str) -> str:
 
 
 class DeltaStore:
+    accepts_copies = True  # full loads may land a home's parquet files byte for byte
+
     def __init__(self, location: Storage, app_id: str, layout: FileLayout | None = None):
         self.location = location
         self.app_id = app_id
@@ -93,7 +95,12 @@ class DeltaStore:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         run = request.entity_run_id
         written = write_files(
-            reader, reader.schema, self.location, lambda n: f"part-{stamp}-{run}-{n:05d}.parquet", self.layout
+            reader,
+            reader.schema,
+            self.location,
+            lambda n: f"part-{stamp}-{run}-{n:05d}.parquet",
+            self.layout,
+            request.copies,
         )
         now_ms = int(time.time() * 1000)
         adds = [AddAction(f.path, f.size, {}, now_ms, True, _stats(f)) for f in written]

@@ -10,13 +10,14 @@ group whatever the table's size.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hygge.homes.base import SourceFile
 from hygge.storage import Storage
 
 
@@ -50,8 +51,15 @@ def write_files(
     location: Storage,
     name: Callable[[int], str],
     layout: FileLayout,
+    copies: Sequence[SourceFile] = (),
 ) -> list[WrittenFile]:
-    """Write `batches` to files named name(0), name(1), ...; on any error, remove what was written."""
+    """Write `batches` to files named name(0), name(1), ...; on any error, remove what was written.
+
+    With `copies` (parquet files whose bytes already hold `schema`), those are copied as they are
+    instead: no decoding or encoding, so their row groups and compression are kept.
+    """
+    if copies:
+        return copy_files(copies, location, name)
     written: list[WrittenFile] = []
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
@@ -115,6 +123,24 @@ def write_files(
                 flush()
         flush()
         close_file()
+    except BaseException:
+        _discard(location, state, written)
+        raise
+    return written
+
+
+def copy_files(
+    copies: Sequence[SourceFile], location: Storage, name: Callable[[int], str]
+) -> list[WrittenFile]:
+    """Copy each source file's bytes to name(n) in `location`; on any error, remove what was copied."""
+    written: list[WrittenFile] = []
+    state: dict = {"writer": None, "sink": None, "path": None}
+    try:
+        for index, source in enumerate(copies):
+            state["path"] = path = name(index)
+            location.copy_in(source.filesystem, source.path, path)
+            written.append(WrittenFile(path, source.metadata.num_rows, location.size(path), source.metadata))
+        state["path"] = None
     except BaseException:
         _discard(location, state, written)
         raise

@@ -36,6 +36,8 @@ def _stamp() -> str:
 
 
 class ParquetStore:
+    accepts_copies = True  # full loads may land a home's parquet files byte for byte
+
     def __init__(self, location: Storage, config: FileLayoutSettings):
         self.location = location
         self.config = config
@@ -132,6 +134,7 @@ class ParquetStore:
             self.location,
             lambda n: f"{STAGING}/{run}/part-{stamp}-{run}-{n:05d}.parquet",
             layout_of(self.config),
+            request.copies,
         )
         staged = [(f.path, f.path.rsplit("/", 1)[1]) for f in written]
         rows = sum(f.rows for f in written)
