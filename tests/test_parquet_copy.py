@@ -145,3 +145,14 @@ def test_files_are_copied_into_an_azure_container(tmp_path: Path, azure_containe
         o for o in landed.location.list("") if o["path"].endswith(".parquet") and "/_" not in o["path"]
     ]
     assert {landed.location.get(o["path"]) for o in visible} == {p.read_bytes() for p in sources}
+
+
+def test_a_layout_set_on_the_store_is_honoured_by_re_encoding(tmp_path: Path) -> None:
+    """compression (or any row-group/file setting) on the store: the copy would ignore it, so no copy."""
+    root = project(tmp_path, {"type": "parquet", "path": "lake", "compression": "zstd"})
+    sources = incoming(root, events(range(0, 30)))
+    result, _ = land(root)
+    assert result.rows == 30
+    landed = [p for p in (root / "lake" / "events").glob("*.parquet")]
+    assert not {p.read_bytes() for p in landed} & {p.read_bytes() for p in sources}
+    assert pq.ParquetFile(landed[0]).metadata.row_group(0).column(0).compression == "ZSTD"

@@ -46,7 +46,8 @@ class _Common:
             if getattr(self, key, None):
                 settings[key] = getattr(self, key)
         for key in ("compression", "row_group_rows", "row_group_mb", "file_mb", "file_rows"):
-            if getattr(self, key) is not None:
+            # Only a changed layout is passed on: a set layout makes full loads re-encode parquet files.
+            if getattr(self, key) != type(self).model_fields[key].default:
                 settings[key] = getattr(self, key)
         return settings
 

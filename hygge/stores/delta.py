@@ -30,12 +30,15 @@ def _quote(name: str) -> str:
 
 
 class DeltaStore:
-    accepts_copies = True  # full loads may land a home's parquet files byte for byte
-
     def __init__(self, location: Storage, app_id: str, layout: FileLayout | None = None):
         self.location = location
         self.app_id = app_id
         self.layout = layout or FileLayout()
+
+    @property
+    def accepts_copies(self) -> bool:
+        """A full load may land a home's parquet files byte for byte, unless a layout is configured."""
+        return not self.layout.chosen
 
     def describe(self) -> str:
         return f"delta {self.location.describe()}"

@@ -39,6 +39,7 @@ class FileLayout:
     file_bytes: int = 256 * MB
     file_rows: int | None = None
     compression: str = "snappy"
+    chosen: bool = False  # the store's config sets some of these: files are re-encoded to honour them
 
     def rows_left(self, rows_in_file: int) -> int:
         """Rows the current file may still take before `file_rows` ends it."""
@@ -178,10 +179,15 @@ def dictionary_columns(sample: pa.RecordBatch, ratio: float = 0.2) -> list[str]:
     return chosen
 
 
+LAYOUT_SETTINGS = ("compression", "row_group_rows", "row_group_mb", "file_mb", "file_rows")
+
+
 def layout_of(config: object) -> FileLayout:
     """The layout a store's config asks for (FileLayoutSettings fields)."""
     compression = getattr(config, "compression", "snappy")
+    chosen = set(getattr(config, "model_fields_set", ())) & set(LAYOUT_SETTINGS)
     return FileLayout(
+        chosen=bool(chosen),
         row_group_rows=getattr(config, "row_group_rows", FileLayout.row_group_rows),
         row_group_bytes=getattr(config, "row_group_mb", FileLayout.row_group_bytes // MB) * MB,
         file_bytes=getattr(config, "file_mb", FileLayout.file_bytes // MB) * MB,

@@ -36,11 +36,14 @@ def _stamp() -> str:
 
 
 class ParquetStore:
-    accepts_copies = True  # full loads may land a home's parquet files byte for byte
-
     def __init__(self, location: Storage, config: FileLayoutSettings):
         self.location = location
         self.config = config
+
+    @property
+    def accepts_copies(self) -> bool:
+        """A full load may land a home's parquet files byte for byte, unless a layout is configured."""
+        return not layout_of(self.config).chosen
 
     def describe(self) -> str:
         return f"parquet {self.location.describe()}"
