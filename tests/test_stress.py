@@ -128,11 +128,17 @@ def tail(text: str, chars: int = 3000) -> str:
 
 @pytest.mark.timeout(7200)
 @pytest.mark.parametrize("rows", [pytest.param(10_000_000, id="10M"), pytest.param(100_000_000, id="100M")])
+@pytest.mark.parametrize("path", ["reencode", "copy"])
 def test_parquet_to_parquet_lands_every_row_within_the_memory_bound(
-    rows: int, tmp_path: Path, source_cache: Path, capsys: pytest.CaptureFixture[str]
+    rows: int, path: str, tmp_path: Path, source_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`hygge go` lands an N-row parquet file set into a parquet store (full_drop): exactly N rows in
-    the store and in the journal, with the hygge process's peak memory within RSS_BOUND_MB."""
+    the store and in the journal, with the hygge process's peak memory within RSS_BOUND_MB. `copy`
+    lands the files as they are; `reencode` sets the store's compression, so every row goes through
+    the streaming reader and writer."""
+    store: dict = {"type": "parquet", "path": str(tmp_path / "lake")}
+    if path == "reencode":
+        store["compression"] = "snappy"
     source = source_cache / f"rows_{rows}_seed_{SEED}"
     files = make_parquet.ensure(source, rows, SEED, jobs=2)
     lake = tmp_path / "lake"
@@ -143,7 +149,7 @@ def test_parquet_to_parquet_lands_every_row_within_the_memory_bound(
         flows={
             "big": {
                 "home": {"type": "parquet", "path": str(source_cache)},
-                "store": {"type": "parquet", "path": str(lake)},
+                "store": store,
                 "run_type": "full_drop",
                 "entities": [{"name": "bench_rows", "path": source.name}],
             }
@@ -165,7 +171,7 @@ def test_parquet_to_parquet_lands_every_row_within_the_memory_bound(
         source_bytes = sum(p.stat().st_size for p in files)
         say(
             capsys,
-            f"parquet → parquet {rows:,} rows ({len(files)} source files, {source_bytes / 1e9:.1f} GB): "
+            f"parquet → parquet ({path}) {rows:,} rows ({len(files)} source files, {source_bytes / 1e9:.1f} GB): "
             f"landed {landed:,} rows in {landed_files} files",
             f"wall {run.wall_s:.1f} s, {rows / run.wall_s:,.0f} rows/s; peak {run.peak_mb:.0f} MB "
             f"(sampled tree RSS {run.peak.peak_rss / rss.MB:.0f} MB, VmHWM {run.peak.peak_hwm / rss.MB:.0f} MB, "
