@@ -1,7 +1,9 @@
 """Extraction on its own thread: batches reach the writer through a small bounded queue.
 
-Reading, casting and watermark tracking then overlap with parquet encoding (the drivers and pyarrow
-release the GIL while they work), and the queue bound keeps memory at a couple of batches.
+The SQL drivers hold the GIL while they wait for a batch, so fetching and casting on their own
+thread lets parquet encoding (which releases the GIL) run meanwhile; the queue bound keeps memory at
+a couple of batches. File homes do without: pyarrow decodes on its own threads, and a second thread's
+allocations cost ~50 MB of peak memory there for no gain (10M rows, measured).
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
 from hygge.homes import Bound, make_home
 from hygge.journal import Entry, Journal, new_id
 from hygge.lease import EntityLease
-from hygge.pipeline import prefetch
 from hygge.storage import Storage
 from hygge.stores import WriteRequest, make_store, store_root
 from hygge.typemap import schema_fingerprint
@@ -184,7 +183,7 @@ def _land_entity(
             if bound is not None and not (mark and mark.primary_key):
                 landed = store.rows_between(bound.column, bound.value, prev_value)
                 batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
-            counted = prefetch(observer.wrap(batches))
+            counted = observer.wrap(batches)
             first = next(counted, None)
             if first is None and run_type == "incremental":
                 commit_detail = "nothing new"

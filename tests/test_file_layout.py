@@ -69,7 +69,7 @@ def test_the_layout_comes_from_store_settings_in_mb() -> None:
     default = layout_of(ParquetStoreConfig(type="parquet", path="x"))
     assert (default.row_group_rows, default.row_group_bytes, default.file_bytes, default.file_rows) == (
         1_000_000,
-        64 * MB,
+        32 * MB,
         256 * MB,
         None,
     )

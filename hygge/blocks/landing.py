@@ -98,7 +98,7 @@ def _row_group_rows() -> Any:
 
 
 def _row_group_mb() -> Any:
-    return Field(default=64, ge=1, description="Most Arrow data (MB) gathered per row group; bounds memory.")
+    return Field(default=32, ge=1, description="Most Arrow data (MB) gathered per row group; bounds memory.")
 
 
 def _file_mb() -> Any:

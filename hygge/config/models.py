@@ -215,7 +215,7 @@ class FileLayoutSettings(RemoteSettings):
 
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
     row_group_rows: int = Field(default=1_000_000, ge=1)
-    row_group_mb: int = Field(default=64, ge=1)
+    row_group_mb: int = Field(default=32, ge=1)
     file_mb: int = Field(default=256, ge=1)
     file_rows: int | None = Field(default=None, ge=1)
 

@@ -35,7 +35,7 @@ MB = 1024 * 1024
 @dataclass(frozen=True)
 class FileLayout:
     row_group_rows: int = 1_000_000
-    row_group_bytes: int = 64 * MB
+    row_group_bytes: int = 32 * MB
     file_bytes: int = 256 * MB
     file_rows: int | None = None
     compression: str = "snappy"

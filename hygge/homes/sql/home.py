@@ -19,6 +19,7 @@ from hygge.homes.base import Bound
 from hygge.homes.sql import connection as conns
 from hygge.homes.sql.dialects import DIALECTS, Dialect
 from hygge.homes.sql.engines import Engine, engine_for
+from hygge.pipeline import prefetch
 from hygge.redact import redact
 from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type, pin_driver_type
 
@@ -128,7 +129,9 @@ class SqlHome:
         batches = self._cast(raw, schema)
         if bound is not None:
             batches = _at_or_above(batches, bound)
-        return pa.RecordBatchReader.from_batches(schema, batches)
+        # The drivers hold the GIL while they wait for the next batch: fetching on a thread of its
+        # own lets the store encode the previous batches meanwhile.
+        return pa.RecordBatchReader.from_batches(schema, prefetch(batches))
 
     # --- internals -----------------------------------------------------------------------------
     def _cast(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
