@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hygge.errors import JournalError
+from hygge.faults import fault
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 
 SNAPSHOT = "journal.parquet"
@@ -124,6 +125,7 @@ class Journal:
                 self.location.put(
                     f"{RUNS}/{entry.entity_run_id}.success.parquet", sink.getvalue(), create_only=True
                 )
+            fault("journal.recorded")
             if self.mirrored:
                 # A fresh token each time: a publish clears the marker only if nothing was recorded since.
                 self.location.put(MIRROR_PENDING, new_id().encode())
@@ -202,6 +204,7 @@ class Journal:
             ) from exc
         if not taken:
             return 0
+        fault("journal.lease_taken")
         try:
             paths = self._run_paths()
             if not paths:
@@ -210,8 +213,10 @@ class Journal:
             sink = io.BytesIO()
             pq.write_table(table, sink, compression="zstd")
             self.location.put(SNAPSHOT, sink.getvalue())
+            fault("journal.snapshot_written")
             for path in paths:
                 self.location.delete(path)
+                fault("journal.run_folded")
             return len(paths)
         except Exception as exc:
             raise JournalError(f"compacting {self.describe()} failed: {exc}", transient=True) from exc

@@ -22,6 +22,7 @@ from hygge import watermark as wm
 from hygge.config.loader import Project
 from hygge.config.models import OpenMirroringStoreConfig, ResolvedEntity, SqlHomeConfig
 from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
+from hygge.faults import fault
 from hygge.homes import Bound, make_home
 from hygge.journal import Entry, Journal, new_id
 from hygge.storage import Storage
@@ -118,6 +119,8 @@ def land_entity(
         if check_schema is not None:
             run_type = entry.run_type = result.run_type = check_schema(schema, run_type)
         recovered = _recover(store, journal, entity, ids, kind, run_type)
+        if recovered is not None:
+            fault("runner.recovered")
         if recovered is not None and recovered.run_type == "full_drop" and run_type == "full_drop":
             # The interrupted run was a full_drop that committed (or was rolled forward) from its
             # staged files: that is this run's work, so it is not extracted a second time.
@@ -190,6 +193,7 @@ def land_entity(
         raise error from (exc if error is not exc else None)
     entry.finish_time = _now()
     entry.duration = result.duration = time.perf_counter() - clock
+    fault("runner.committed")
     journal.record(entry)
     return result
 
@@ -285,6 +289,7 @@ class _Observer:
             self.rows += batch.num_rows
             if self.on_rows is not None:
                 self.on_rows(batch.num_rows)
+            fault("extract.batch")
             yield batch
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hygge.errors import HyggeError, StoreError
+from hygge.faults import fault
 from hygge.storage import Storage, storage_error
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.files import FileLayout, WrittenFile, write_files
@@ -80,6 +81,7 @@ class DeltaStore:
             raise
         except Exception as exc:
             raise StoreError(f"writing {self.describe()} failed: {exc}") from exc
+        fault("delta.committed")
         return self.recover() or Commit(request.entity_run_id, request.run_type)
 
     def _commit_files(
@@ -94,6 +96,7 @@ class DeltaStore:
         written = write_files(
             reader, reader.schema, self.location, lambda n: f"part-{stamp}-{run}-{n:05d}.parquet", self.layout
         )
+        fault("delta.staged")
         now_ms = int(time.time() * 1000)
         adds = [AddAction(f.path, f.size, {}, now_ms, True, _stats(f)) for f in written]
         try:

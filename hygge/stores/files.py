@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hygge.faults import fault
 from hygge.storage import Storage
 
 
@@ -75,6 +76,7 @@ def write_files(
         size = location.size(state["path"])
         written.append(WrittenFile(state["path"], state["rows"], size, writer.writer.metadata))
         state.update(writer=None, sink=None, path=None, rows=0)
+        fault("files.file_closed")
 
     def flush() -> None:
         nonlocal pending, pending_rows
@@ -85,6 +87,7 @@ def write_files(
         state["writer"].write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
         state["rows"] += pending_rows
         pending, pending_rows = [], 0
+        fault("files.row_group")
         if state["rows"] >= layout.file_rows:
             close_file()
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import StoreError
 from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manifest
+from hygge.faults import fault
 from hygge.slots import waiting
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
@@ -164,6 +165,7 @@ class OpenMirroringStore:
         records = self._records()
         for path, record in records:
             if record["state"] != "applied":
+                fault("om.recover")
                 self._apply(path, record)
         for obj in self.work.list("staging"):
             self.work.delete(obj["path"])
@@ -180,6 +182,7 @@ class OpenMirroringStore:
         if record["run_type"] == "full_drop" and record["state"] == "staged":
             existed = bool(self.table.list())
             self.zone.delete_folder(self.folder)
+            fault("om.folder_deleted")
             record["state"] = "dropped"
             # Nothing was there to delete: nothing for the service to notice, so no wait.
             record["dropped_at"] = time.time() if existed else 0.0
@@ -187,9 +190,11 @@ class OpenMirroringStore:
         if record["state"] == "dropped":
             remaining = record["dropped_at"] + self.config.folder_deletion_wait_seconds - time.time()
             if remaining > 0:
+                fault("om.drop_wait")
                 with waiting():  # only waiting: let other entities use this concurrency slot
                     time.sleep(remaining)
         self._ensure_metadata()
+        fault("om.metadata_written")
         if record.get("schema"):
             self.table.put("_schema.json", json.dumps(record["schema"]["manifest"]).encode())
             self.work.put("schema.json", json.dumps(record["schema"]).encode())
@@ -202,8 +207,10 @@ class OpenMirroringStore:
                     hint="run this entity with --full-drop to rebuild the table",
                 )
             record["published"].append(self._publish(staged))
+            fault("om.file_published")
             record["done"].append(staged)
             self._save(path, record)
+        fault("om.published")
         if record.get("boundary"):
             self.work.put("boundary.parquet", self.work.get(record["boundary"]))
         record["state"] = "applied"
@@ -249,10 +256,12 @@ class OpenMirroringStore:
             record["boundary"] = f"staging/{run}/boundary.parquet"
             record["watermark_max"] = str(boundary.max)
             self.work.put(record["boundary"], sink.getvalue())
+        fault("om.staged")
         if request.run_type == "incremental":
             record["state"] = "pending"
         path = f"commits/{stamp}-{run}.json"
         self.work.put(path, json.dumps(record).encode(), create_only=True)
+        fault("om.record_written")
         self._apply(path, record)
         return Commit(run, request.run_type, record["rows"], ",".join(record["published"]))
 
