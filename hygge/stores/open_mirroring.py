@@ -73,16 +73,40 @@ class OpenMirroringStore:
         files = self.data_files()
         return int(files[-1][:20]) + 1 if files else 1
 
-    def _publish(self, staged: str) -> str:
-        """Give a staged file the next free sequence number; a racing writer's number is never reused."""
+    def _publish(self, staged: str, path: str, record: dict[str, Any]) -> str:
+        """Give a staged file the next free sequence number; a racing writer's number is never reused.
+
+        The number is saved in the commit record (`claims`) before the rename, so a run that dies
+        between the rename and saving the record is finished by the next one without publishing the
+        file twice (see `_already_published`)."""
         number = self._next_number()
         while True:
             name = f"{number:020d}.parquet"
+            record.setdefault("claims", {})[staged] = name
+            self._save(path, record)
             try:
                 self.zone.rename(f"{self.work_prefix}/{staged}", f"{self.folder}/{name}", overwrite=False)
                 return name
             except AlreadyExistsError:
+                if self._already_published(staged, name):
+                    return name
                 number += 1
+
+    def _already_published(self, staged: str, name: str) -> bool:
+        """Whether the staged file already became data file `name` (an interrupted publish).
+
+        A staged file disappears only when its rename completed, so a claimed, missing staged file is
+        published (the service may even have processed and deleted it since). Where a rename is copy
+        then delete (Azure Blob), a crash in between leaves both: the same size and parquet footer
+        say the copy is ours, and the staged copy is removed."""
+        if not self.work.exists(staged):
+            return True
+        if not self.table.exists(name) or self.work.size(staged) != self.table.size(name):
+            return False
+        if not _footer(self.work, staged).equals(_footer(self.table, name)):
+            return False
+        self.work.delete(staged)
+        return True
 
     # --- contract files ------------------------------------------------------------------------
     def _ensure_partner_events(self) -> None:
@@ -201,12 +225,17 @@ class OpenMirroringStore:
         for staged in record["staged"]:
             if staged in record["done"]:
                 continue
-            if not self.work.exists(staged):
+            claimed = record.get("claims", {}).get(staged)
+            if claimed is not None and self._already_published(staged, claimed):
+                name = claimed
+            elif not self.work.exists(staged):
                 raise StoreError(
                     f"commit {path} of {self.describe()} lost its staged file {staged}",
                     hint="run this entity with --full-drop to rebuild the table",
                 )
-            record["published"].append(self._publish(staged))
+            else:
+                name = self._publish(staged, path, record)
+            record["published"].append(name)
             fault("om.file_published")
             record["done"].append(staged)
             self._save(path, record)
@@ -293,6 +322,12 @@ class OpenMirroringStore:
         from hygge.verify import replay_open_mirroring
 
         return replay_open_mirroring(self.table, self.keys)
+
+
+def _footer(storage: Storage, path: str) -> pq.FileMetaData:
+    """A parquet file's footer (row groups, statistics), read without reading the data."""
+    filesystem, [full] = storage.dataset_paths([path])
+    return pq.read_metadata(full, filesystem=filesystem)
 
 
 class _Boundary:
