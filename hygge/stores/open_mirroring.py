@@ -203,8 +203,13 @@ class OpenMirroringStore:
     def _apply(self, path: str, record: dict[str, Any]) -> None:
         """Publish a committed write; every step is idempotent so a rerun can finish it."""
         self._ensure_partner_events()
-        if record["run_type"] == "full_drop" and record["state"] == "staged":
-            existed = bool(self.table.list())
+        if record["run_type"] == "full_drop" and record["state"] in ("staged", "dropping"):
+            # "dropping" is saved before the delete: a run that dies right after it finds the folder
+            # gone, but the service may not have noticed yet, so the wait still applies.
+            existed = record["state"] == "dropping" or bool(self.table.list())
+            if existed and record["state"] == "staged":
+                record["state"] = "dropping"
+                self._save(path, record)
             self.zone.delete_folder(self.folder)
             fault("om.folder_deleted")
             record["state"] = "dropped"
