@@ -73,7 +73,7 @@ class OpenMirroringStore:
         files = self.data_files()
         return int(files[-1][:20]) + 1 if files else 1
 
-    def _publish(self, staged: str, path: str, record: dict[str, Any]) -> str:
+    def _publish(self, staged: str, path: str | None = None, record: dict[str, Any] | None = None) -> str:
         """Give a staged file the next free sequence number; a racing writer's number is never reused.
 
         The number is saved in the commit record (`claims`) before the rename, so a run that dies
@@ -82,15 +82,14 @@ class OpenMirroringStore:
         number = self._next_number()
         while True:
             name = f"{number:020d}.parquet"
-            record.setdefault("claims", {})[staged] = name
-            self._save(path, record)
+            if record is not None and path is not None:
+                record.setdefault("claims", {})[staged] = name
+                self._save(path, record)
             try:
                 self.zone.rename(f"{self.work_prefix}/{staged}", f"{self.folder}/{name}", overwrite=False)
                 return name
             except AlreadyExistsError:
-                if self._already_published(staged, name):
-                    return name
-                number += 1
+                number += 1  # a racing writer's file (our own interrupted rename is found by _apply)
 
     def _already_published(self, staged: str, name: str) -> bool:
         """Whether the staged file already became data file `name` (an interrupted publish).
@@ -103,7 +102,10 @@ class OpenMirroringStore:
             return True
         if not self.table.exists(name) or self.work.size(staged) != self.table.size(name):
             return False
-        if not _footer(self.work, staged).equals(_footer(self.table, name)):
+        try:
+            if not _footer(self.work, staged).equals(_footer(self.table, name)):
+                return False
+        except (OSError, pa.ArrowException):  # not a readable parquet file: not ours
             return False
         self.work.delete(staged)
         return True
