@@ -9,6 +9,7 @@ reading on, so nothing is read twice into an append-only store and nothing is sk
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -178,7 +179,7 @@ def land_entity(
         entry.status = result.status = "success"
         entry.row_count = result.rows
     except BaseException as exc:
-        error = _as_hygge_error(guard.error or exc, where)
+        error = _as_hygge_error(guard.error or exc, where, entry.store)
         result.error = error
         result.message = entry.message = str(error)
         entry.row_count = observer.rows
@@ -324,12 +325,23 @@ def _drop_already_landed(
         yield batch.filter(pa.array(keep))
 
 
-def _as_hygge_error(exc: BaseException, where: dict[str, str]) -> HyggeError:
+_DISK_FULL_HINT = (
+    "the disk holding the store is full: free space there, then rerun (nothing of this run is visible)"
+)
+
+
+def _as_hygge_error(exc: BaseException, where: dict[str, str], store: str | None = None) -> HyggeError:
     if isinstance(exc, HyggeError):
+        if exc.hint is None and "no space left on device" in exc.message.lower():
+            exc.details.hint = _DISK_FULL_HINT
         return exc.with_context(**where)
     if isinstance(exc, OSError):
+        full = exc.errno == errno.ENOSPC
         return StoreError(
-            f"{type(exc).__name__}: {exc}", hint="check the path and free space", transient=False, **where
+            f"writing {store or 'the store'} failed: {type(exc).__name__}: {exc}",
+            hint=_DISK_FULL_HINT if full else "check the path and free space",
+            transient=False,
+            **where,
         )
     if isinstance(exc, KeyboardInterrupt):
         return HyggeError("interrupted", **where)
