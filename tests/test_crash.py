@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -161,3 +162,37 @@ def test_fault_is_inert_unless_armed_and_counts_hits() -> None:
         faults.fault("parquet.renamed")  # the third hit: past n, nothing
     finally:
         faults.arm(None)
+
+
+def test_interrupted_copy_then_delete_rename_publishes_the_file_once(tmp_path, pg_db) -> None:
+    """Azure Blob renames by copy then delete: a kill between the two leaves the file both staged and
+    published. Simulated (faked) on a local zone by copying the published file back to its staged name
+    after a kill at om.file_published; the rerun must not publish it a second time."""
+    from tests.crash_harness import (
+        change_source,
+        check_journal_consistent,
+        check_landed_equals_source,
+        create_source,
+        run_in_process,
+        run_killed,
+        write_crash_project,
+    )
+
+    scenario = Scenario(("om.file_published:2",), OM, mode=FULL, keyed=False)
+    create_source(pg_db, keyed=False)
+    write_crash_project(tmp_path, pg_db, scenario, None)
+    run_in_process(tmp_path, FULL)
+    change_source(pg_db, keyed=False)
+    run_killed(tmp_path, FULL, "om.file_published:2")
+    commits = sorted((tmp_path / "zone" / "_hygge" / "items" / "commits").glob("*.json"))
+    record = json.loads(commits[-1].read_text())
+    staged, name = next(
+        (s, n) for s, n in record["claims"].items() if s not in record["done"]
+    )  # published, not yet recorded as done
+    source = tmp_path / "zone" / "items" / name
+    assert source.exists()
+    copy = tmp_path / "zone" / "_hygge" / "items" / staged
+    copy.write_bytes(source.read_bytes())
+    run_in_process(tmp_path, FULL)
+    check_landed_equals_source(tmp_path)
+    check_journal_consistent(tmp_path, pg_db)
