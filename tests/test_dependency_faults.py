@@ -178,3 +178,46 @@ def test_disk_full_on_the_local_store(tmp_path, pg_db, store_type: str) -> None:
             assert_equals_source(root)
         finally:
             faults.arm(None)
+
+
+def test_hygge_go_survives_a_backend_terminated_while_it_streams(tmp_path, pg_db) -> None:
+    """End to end through the CLI: `hygge go` pauses mid-stream (HYGGE_FAULT=extract.batch:3:sleep), the
+    test terminates its PostgreSQL backend meanwhile; the command retries the entity and exits 0 with
+    exactly the source rows landed, and the journal shows the failed attempt then the success."""
+    import sys
+    import time
+
+    from tests.crash_harness import REPO
+
+    big_table(pg_db)
+    root = project(tmp_path, pg_db)
+    env = dict(os.environ)
+    env.update(
+        HYGGE_FAULT="extract.batch:3:sleep",
+        HYGGE_FAULT_SLEEP="3",
+        HYGGE_TASK_RETRY_DELAY_SECONDS="0.2",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    command = [sys.executable, "-c", "from hygge.cli.main import app; app()", "go", "-p", str(root)]
+    log = tmp_path / "stderr.txt"
+    terminated = 0
+    with (
+        open(log, "w") as err,
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err) as proc,
+    ):
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if "hygge fault: extract.batch hit 3" in log.read_text():
+                    terminated = terminate_readers(pg_db)  # while it sleeps, mid-stream
+                    break
+                time.sleep(0.1)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = log.read_text()[-3000:]
+    assert terminated >= 1
+    assert proc.returncode == 0, output
+    assert [e.status for e in journal(root, "f", "big")] == ["fail", "success"]
+    assert_equals_source(root)
