@@ -62,7 +62,7 @@ DEFAULT = [
 
 COMMON = [
     "extract.batch:2",
-    "files.row_group:2",
+    "files.row_group:1",
     "files.file_closed:1",
     "runner.committed",
     "journal.recorded",
