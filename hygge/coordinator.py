@@ -5,6 +5,7 @@ This is the core that both the CLI and (per entity, as tasks) the Prefect flow b
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,8 @@ from hygge.errors import ConfigError, HyggeError
 from hygge.journal import Journal, new_id
 from hygge.journal_mirror import JournalMirror, mirror_for
 from hygge.runner import EntityResult, RunIds, journal_for, land_entity
-from hygge.slots import holding
+from hygge.settings import settings
+from hygge.slots import holding, waiting
 
 
 @dataclass
@@ -102,9 +104,7 @@ def run_entities(
             events.started(entity)
             ids = RunIds(project.config.name, summary.coordinator_run_id, flow_runs[entity.flow])
             try:
-                result = land_entity(
-                    project, entity, ids, run_type=run_type, on_rows=lambda n: events.rows(entity, n)
-                )
+                result = _land_retrying(project, entity, ids, run_type, lambda n: events.rows(entity, n))
             except HyggeError as exc:
                 result = _failed(entity, run_type, exc)
         events.finished(result)
@@ -148,6 +148,30 @@ def run_entities(
             summary.publish_error = str(exc)
     summary.duration = time.perf_counter() - clock
     return summary
+
+
+def _land_retrying(
+    project: Project,
+    entity: ResolvedEntity,
+    ids: RunIds,
+    run_type: str | None,
+    on_rows: Callable[[int], None],
+) -> EntityResult:
+    """land_entity, tried again when the failure is transient (a dropped connection, a server that is
+    briefly away): the Prefect task's policy (HYGGE_TASK_RETRIES, HYGGE_TASK_RETRY_DELAY_SECONDS, its
+    jitter). Each attempt is a fresh entity run; the pause hands the concurrency slot back."""
+    config = settings()
+    attempt = 0
+    while True:
+        try:
+            return land_entity(project, entity, ids, run_type=run_type, on_rows=on_rows)
+        except HyggeError as exc:
+            if not exc.transient or attempt >= config.task_retries:
+                raise
+            attempt += 1
+            delay = config.task_retry_delay_seconds * (1 + config.task_retry_jitter * random.random())
+            with waiting():
+                time.sleep(delay)
 
 
 def _failed(entity: ResolvedEntity, run_type: str | None, exc: HyggeError) -> EntityResult:

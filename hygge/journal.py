@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hygge.errors import JournalError
+from hygge.faults import fault
 from hygge.lease import Lease
 from hygge.settings import settings
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
@@ -121,6 +122,7 @@ class Journal:
                 self.location.put(
                     f"{RUNS}/{entry.entity_run_id}.success.parquet", sink.getvalue(), create_only=True
                 )
+            fault("journal.recorded")
             if self.mirrored:
                 # A fresh token each time: a publish clears the marker only if nothing was recorded since.
                 self.location.put(MIRROR_PENDING, new_id().encode())
@@ -200,6 +202,7 @@ class Journal:
             ) from exc
         if holder is not None:
             return 0
+        fault("journal.lease_taken")
         try:
             paths = self._run_paths()
             if not paths:
@@ -208,8 +211,10 @@ class Journal:
             sink = io.BytesIO()
             pq.write_table(table, sink, compression="zstd")
             self.location.put(SNAPSHOT, sink.getvalue())
+            fault("journal.snapshot_written")
             for path in paths:
                 self.location.delete(path)
+                fault("journal.run_folded")
             return len(paths)
         except Exception as exc:
             raise JournalError(f"compacting {self.describe()} failed: {exc}", transient=True) from exc

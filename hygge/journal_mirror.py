@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import HyggeError, PublishError
 from hygge.fabric.schema import fabric_type
+from hygge.faults import fault
 from hygge.journal import MIRROR_PENDING, Journal, new_id
 from hygge.storage import NotFoundError, Storage
 from hygge.stores.base import WriteRequest
@@ -94,6 +95,7 @@ class JournalMirror:
                 "publishes it (or run `hygge journal publish`)",
                 transient=getattr(exc, "transient", False),
             ) from exc
+        fault("mirror.before_clear")
         if token is not None and self._token() == token:
             self.journal.location.delete(PENDING)
         return written
@@ -112,7 +114,9 @@ class JournalMirror:
         journal_table.write(
             _reader(fresh), WriteRequest(run_type, run_id, version, primary_key=["entity_run_id"])
         )
+        fault("mirror.journal_upserted")
         self._write(PUBLISHED, rows.select(["entity_run_id", "status"]))
+        fault("mirror.published_saved")
         self._publish_schema(rows, run_id, rebuild)
         return fresh.num_rows
 
@@ -156,6 +160,7 @@ class JournalMirror:
                 "full_drop" if rebuild else "incremental", run_id, 0, primary_key=["entity", "column"]
             ),
         )
+        fault("mirror.schema_upserted")
         self._write(SCHEMA_STATE, table)
 
     def _entity_schema(self, table: str) -> dict[str, str]:

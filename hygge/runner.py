@@ -9,6 +9,7 @@ reading on, so nothing is read twice into an append-only store and nothing is sk
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from hygge import watermark as wm
 from hygge.config.loader import Project
 from hygge.config.models import OpenMirroringStoreConfig, ResolvedEntity, SqlHomeConfig
 from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
+from hygge.faults import fault
 from hygge.homes import Bound, make_home
 from hygge.journal import Entry, Journal, new_id
 from hygge.lease import EntityLease
@@ -138,6 +140,8 @@ def _land_entity(
         if check_schema is not None:
             run_type = entry.run_type = result.run_type = check_schema(schema, run_type)
         recovered = _recover(store, journal, entity, ids, kind, run_type)
+        if recovered is not None:
+            fault("runner.recovered")
         if recovered is not None and recovered.run_type == "full_drop" and run_type == "full_drop":
             # The interrupted run was a full_drop that committed (or was rolled forward) from its
             # staged files: that is this run's work, so it is not extracted a second time.
@@ -211,7 +215,7 @@ def _land_entity(
         entry.status = result.status = "success"
         entry.row_count = result.rows
     except BaseException as exc:
-        error = _as_hygge_error(guard.error or exc, where)
+        error = _as_hygge_error(guard.error or exc, where, entry.store)
         result.error = error
         result.message = entry.message = str(error)
         entry.row_count = observer.rows
@@ -226,6 +230,7 @@ def _land_entity(
         raise error from (exc if error is not exc else None)
     entry.finish_time = _now()
     entry.duration = result.duration = time.perf_counter() - clock
+    fault("runner.committed")
     lease.check()
     journal.record(entry)
     return result
@@ -320,6 +325,7 @@ class _Observer:
             if self.tracker is not None:
                 self.tracker.update(batch)
             self.count(batch.num_rows)
+            fault("extract.batch")
             yield batch
 
     def count(self, rows: int) -> None:
@@ -379,12 +385,23 @@ def _drop_already_landed(
         yield batch.filter(pa.array(keep))
 
 
-def _as_hygge_error(exc: BaseException, where: dict[str, str]) -> HyggeError:
+_DISK_FULL_HINT = (
+    "the disk holding the store is full: free space there, then rerun (nothing of this run is visible)"
+)
+
+
+def _as_hygge_error(exc: BaseException, where: dict[str, str], store: str | None = None) -> HyggeError:
     if isinstance(exc, HyggeError):
+        if exc.hint is None and "no space left on device" in exc.message.lower():
+            exc.details.hint = _DISK_FULL_HINT
         return exc.with_context(**where)
     if isinstance(exc, OSError):
+        full = exc.errno == errno.ENOSPC
         return StoreError(
-            f"{type(exc).__name__}: {exc}", hint="check the path and free space", transient=False, **where
+            f"writing {store or 'the store'} failed: {type(exc).__name__}: {exc}",
+            hint=_DISK_FULL_HINT if full else "check the path and free space",
+            transient=False,
+            **where,
         )
     if isinstance(exc, KeyboardInterrupt):
         return HyggeError("interrupted", **where)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hygge.errors import HyggeError, StoreError
+from hygge.faults import fault
 from hygge.storage import Storage, storage_error
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest
@@ -86,6 +87,7 @@ class DeltaStore:
             raise
         except Exception as exc:
             raise StoreError(f"writing {self.describe()} failed: {exc}") from exc
+        fault("delta.committed")
         return self.recover() or Commit(request.entity_run_id, request.run_type)
 
     def _commit_files(
@@ -105,6 +107,7 @@ class DeltaStore:
             self.layout,
             request.copies,
         )
+        fault("delta.staged")
         now_ms = int(time.time() * 1000)
         adds = [AddAction(f.path, f.size, {}, now_ms, True, _stats(f)) for f in written]
         try:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hygge.faults import fault
 from hygge.homes.base import SourceFile
 from hygge.storage import Storage
 
@@ -95,6 +96,7 @@ def write_files(
         size = location.size(state["path"])
         written.append(WrittenFile(state["path"], state["rows"], size, writer.writer.metadata))
         state.update(writer=None, sink=None, path=None, rows=0)
+        fault("files.file_closed")
 
     def flush() -> None:
         nonlocal pending, pending_rows, pending_bytes
@@ -105,6 +107,7 @@ def write_files(
         state["writer"].write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
         state["rows"] += pending_rows
         pending, pending_rows, pending_bytes = [], 0, 0
+        fault("files.row_group")
         full = layout.file_rows is not None and state["rows"] >= layout.file_rows
         if full or state["sink"].tell() >= layout.file_bytes:
             close_file()

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import StoreError
 from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manifest
+from hygge.faults import fault
 from hygge.slots import waiting
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
@@ -72,16 +73,42 @@ class OpenMirroringStore:
         files = self.data_files()
         return int(files[-1][:20]) + 1 if files else 1
 
-    def _publish(self, staged: str) -> str:
-        """Give a staged file the next free sequence number; a racing writer's number is never reused."""
+    def _publish(self, staged: str, path: str | None = None, record: dict[str, Any] | None = None) -> str:
+        """Give a staged file the next free sequence number; a racing writer's number is never reused.
+
+        The number is saved in the commit record (`claims`) before the rename, so a run that dies
+        between the rename and saving the record is finished by the next one without publishing the
+        file twice (see `_already_published`)."""
         number = self._next_number()
         while True:
             name = f"{number:020d}.parquet"
+            if record is not None and path is not None:
+                record.setdefault("claims", {})[staged] = name
+                self._save(path, record)
             try:
                 self.zone.rename(f"{self.work_prefix}/{staged}", f"{self.folder}/{name}", overwrite=False)
                 return name
             except AlreadyExistsError:
-                number += 1
+                number += 1  # a racing writer's file (our own interrupted rename is found by _apply)
+
+    def _already_published(self, staged: str, name: str) -> bool:
+        """Whether the staged file already became data file `name` (an interrupted publish).
+
+        A staged file disappears only when its rename completed, so a claimed, missing staged file is
+        published (the service may even have processed and deleted it since). Where a rename is copy
+        then delete (Azure Blob), a crash in between leaves both: the same size and parquet footer
+        say the copy is ours, and the staged copy is removed."""
+        if not self.work.exists(staged):
+            return True
+        if not self.table.exists(name) or self.work.size(staged) != self.table.size(name):
+            return False
+        try:
+            if not _footer(self.work, staged).equals(_footer(self.table, name)):
+                return False
+        except (OSError, pa.ArrowException):  # not a readable parquet file: not ours
+            return False
+        self.work.delete(staged)
+        return True
 
     # --- contract files ------------------------------------------------------------------------
     def _ensure_partner_events(self) -> None:
@@ -164,6 +191,7 @@ class OpenMirroringStore:
         records = self._records()
         for path, record in records:
             if record["state"] != "applied":
+                fault("om.recover")
                 self._apply(path, record)
         for obj in self.work.list("staging"):
             self.work.delete(obj["path"])
@@ -177,9 +205,15 @@ class OpenMirroringStore:
     def _apply(self, path: str, record: dict[str, Any]) -> None:
         """Publish a committed write; every step is idempotent so a rerun can finish it."""
         self._ensure_partner_events()
-        if record["run_type"] == "full_drop" and record["state"] == "staged":
-            existed = bool(self.table.list())
+        if record["run_type"] == "full_drop" and record["state"] in ("staged", "dropping"):
+            # "dropping" is saved before the delete: a run that dies right after it finds the folder
+            # gone, but the service may not have noticed yet, so the wait still applies.
+            existed = record["state"] == "dropping" or bool(self.table.list())
+            if existed and record["state"] == "staged":
+                record["state"] = "dropping"
+                self._save(path, record)
             self.zone.delete_folder(self.folder)
+            fault("om.folder_deleted")
             record["state"] = "dropped"
             # Nothing was there to delete: nothing for the service to notice, so no wait.
             record["dropped_at"] = time.time() if existed else 0.0
@@ -187,23 +221,32 @@ class OpenMirroringStore:
         if record["state"] == "dropped":
             remaining = record["dropped_at"] + self.config.folder_deletion_wait_seconds - time.time()
             if remaining > 0:
+                fault("om.drop_wait")
                 with waiting():  # only waiting: let other entities use this concurrency slot
                     time.sleep(remaining)
         self._ensure_metadata()
+        fault("om.metadata_written")
         if record.get("schema"):
             self.table.put("_schema.json", json.dumps(record["schema"]["manifest"]).encode())
             self.work.put("schema.json", json.dumps(record["schema"]).encode())
         for staged in record["staged"]:
             if staged in record["done"]:
                 continue
-            if not self.work.exists(staged):
+            claimed = record.get("claims", {}).get(staged)
+            if claimed is not None and self._already_published(staged, claimed):
+                name = claimed
+            elif not self.work.exists(staged):
                 raise StoreError(
                     f"commit {path} of {self.describe()} lost its staged file {staged}",
                     hint="run this entity with --full-drop to rebuild the table",
                 )
-            record["published"].append(self._publish(staged))
+            else:
+                name = self._publish(staged, path, record)
+            record["published"].append(name)
+            fault("om.file_published")
             record["done"].append(staged)
             self._save(path, record)
+        fault("om.published")
         if record.get("boundary"):
             self.work.put("boundary.parquet", self.work.get(record["boundary"]))
         record["state"] = "applied"
@@ -249,10 +292,12 @@ class OpenMirroringStore:
             record["boundary"] = f"staging/{run}/boundary.parquet"
             record["watermark_max"] = str(boundary.max)
             self.work.put(record["boundary"], sink.getvalue())
+        fault("om.staged")
         if request.run_type == "incremental":
             record["state"] = "pending"
         path = f"commits/{stamp}-{run}.json"
         self.work.put(path, json.dumps(record).encode(), create_only=True)
+        fault("om.record_written")
         self._apply(path, record)
         return Commit(run, request.run_type, record["rows"], ",".join(record["published"]))
 
@@ -284,6 +329,12 @@ class OpenMirroringStore:
         from hygge.verify import replay_open_mirroring
 
         return replay_open_mirroring(self.table, self.keys)
+
+
+def _footer(storage: Storage, path: str) -> pq.FileMetaData:
+    """A parquet file's footer (row groups, statistics), read without reading the data."""
+    filesystem, [full] = storage.dataset_paths([path])
+    return pq.read_metadata(full, filesystem=filesystem)
 
 
 class _Boundary:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from hygge.config.models import FileLayoutSettings
 from hygge.errors import StoreError
+from hygge.faults import fault
 from hygge.storage import NotFoundError, Storage
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest
@@ -93,6 +94,7 @@ class ParquetStore:
         records = self._commit_records()
         for path, record in records:
             if record["state"] != "applied":
+                fault("parquet.recover")
                 self._apply(path, record)
         # Every commit record is applied now, so what is left in staging was never committed.
         for obj in self.location.list(STAGING):
@@ -109,6 +111,7 @@ class ParquetStore:
         for staged, final in record["adds"]:
             try:
                 self.location.rename(staged, final, overwrite=True)
+                fault("parquet.renamed")
             except (NotFoundError, FileNotFoundError):
                 if not self.location.exists(final):
                     raise StoreError(
@@ -117,6 +120,7 @@ class ParquetStore:
                     ) from None
         for gone in record["removes"]:
             self.location.delete(gone)
+        fault("parquet.applied")
         record["state"] = "applied"
         self.location.put(record_path, json.dumps(record).encode())
 
@@ -149,6 +153,7 @@ class ParquetStore:
         elif keys:
             rewrites, removes = self._rewrite_without(pa.concat_tables(keys), request, stamp)
             adds += rewrites
+        fault("parquet.staged")
         record = {
             "entity_run_id": run,
             "run_type": request.run_type,
@@ -159,6 +164,7 @@ class ParquetStore:
         }
         record_path = f"{COMMITS}/{stamp}-{run}.json"
         self.location.put(record_path, json.dumps(record).encode(), create_only=True)
+        fault("parquet.record_written")
         self._apply(record_path, record)
         return Commit(run, request.run_type, rows, record_path)
 
