@@ -120,6 +120,13 @@ def cross_product() -> list[Scenario]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def _short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed run leaves its entity lease behind: with the default 2-minute lifetime every rerun
+    would wait that long for it to expire. The killed child inherits the same setting."""
+    monkeypatch.setenv("HYGGE_LEASE_SECONDS", "3")
+
+
 def _azure(request: pytest.FixtureRequest, scenario: Scenario):
     return request.getfixturevalue("azure_container") if scenario.where == AZ else None
 
