@@ -16,6 +16,13 @@ from tests.helpers import entity_of, journal, landed, load, pg_execute, run, wri
 from tests.test_azure_landing import azure_project
 
 
+@pytest.fixture(autouse=True)
+def _short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut off by the fault cannot always release its entity lease (the store is gone); the
+    rerun then waits for it to expire, two minutes by default. Tests use 3 s."""
+    monkeypatch.setenv("HYGGE_LEASE_SECONDS", "3")
+
+
 def test_azurite_stopped_mid_write_then_rerun_lands_exactly(tmp_path, pg_db, azure_container) -> None:
     """Stopping Azurite while a parquet file streams fails the run with a storage error that names the
     location; no data file becomes visible and the journal has no success row. After a restart, the

@@ -25,6 +25,13 @@ from tests.helpers import entity_of, journal, landed, load, pg_execute, sql_flow
 ROWS = 200_000
 
 
+@pytest.fixture(autouse=True)
+def _short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut off by the fault cannot always release its entity lease (the store is gone); the
+    rerun then waits for it to expire, two minutes by default. Tests use 3 s."""
+    monkeypatch.setenv("HYGGE_LEASE_SECONDS", "3")
+
+
 def big_table(pg_db: str, rows: int = ROWS) -> None:
     """A table whose stream outlasts connectorx's read-ahead: hex text does not compress."""
     pg_execute(
