@@ -189,6 +189,16 @@ def _land_entity(
                 batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
             counted = observer.wrap(batches)
             first = next(counted, None)
+            write_type = run_type
+            if (
+                run_type == "incremental"
+                and bound is None
+                and previous is not None
+                and not (mark and mark.primary_key)
+            ):
+                # No watermark to start from (the column held only NULLs, or it changed): everything is
+                # read again, and without a key to merge on, appending it would double every landed row.
+                write_type = "full_drop"
             if first is None and run_type == "incremental":
                 commit_detail = "nothing new"
             else:
@@ -196,7 +206,7 @@ def _land_entity(
                 commit = store.write(
                     stream,
                     WriteRequest(
-                        run_type=run_type,
+                        run_type=write_type,
                         entity_run_id=entity_run_id,
                         version=time.time_ns() // 1000,
                         primary_key=list(mark.primary_key) if mark else [],
