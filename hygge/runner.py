@@ -407,15 +407,23 @@ def _as_hygge_error(exc: BaseException, where: dict[str, str], store: str | None
         return exc.with_context(**where)
     if isinstance(exc, OSError):
         full = exc.errno == errno.ENOSPC
+        # A network error can heal by retrying; a full disk or a missing folder cannot.
+        transient = isinstance(exc, ConnectionError | TimeoutError)
         return StoreError(
             f"writing {store or 'the store'} failed: {type(exc).__name__}: {exc}",
             hint=_DISK_FULL_HINT if full else "check the path and free space",
-            transient=False,
+            transient=transient,
             **where,
         )
     if isinstance(exc, KeyboardInterrupt):
-        return HyggeError("interrupted", **where)
-    return HyggeError(f"unexpected {type(exc).__name__}: {exc}", **where)
+        return HyggeError(
+            "interrupted", hint="run it again: the next run picks up where this stopped", **where
+        )
+    return HyggeError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        hint="run it again; if it repeats, report it with this message (the original error is chained)",
+        **where,
+    )
 
 
 __all__ = ["EntityResult", "JournalError", "RunIds", "SqlHomeConfig", "journal_for", "land_entity"]
