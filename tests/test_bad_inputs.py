@@ -649,6 +649,7 @@ def _(root, url):
     "could not be reached",
     where="flow entity",
     check=_transient,
+    slow=True,  # connectorx gives up on a refused connection only after its 30 s connect time-out
 )
 def _(root, url):
     pg_project(root, "postgresql://u:p@127.0.0.1:9/none")
