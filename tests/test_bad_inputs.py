@@ -33,7 +33,7 @@ from bad_inputs import (
 )
 from helpers import landed
 
-from hygge.errors import ConfigError, HyggeError, JournalError, SourceError, StoreError
+from hygge.errors import ConfigError, HyggeError, SourceError, StoreError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
 T = dt.datetime(2024, 1, 1, 8, 0)
@@ -938,7 +938,13 @@ def _(root, url):
 
 
 @case(
-    "journal-path-unwritable", JournalError, "flow 'f'", "entity 't'", "/proc/", where="flow entity", pg=True
+    "journal-path-unwritable",
+    StoreError,  # the entity's lease, in the journal folder, is the first thing written there
+    "flow 'f'",
+    "entity 't'",
+    "/proc/hygge-catalogue/journal failed",
+    where="flow entity",
+    pg=True,
 )
 def _(root, url):
     simple_table(url)
