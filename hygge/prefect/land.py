@@ -33,7 +33,11 @@ def _load(project: str, variables: dict[str, Any] | None, run: str | None = None
     otherwise parse every flow again: 15 ms a task for a 200-entity project, measured)."""
     if run is None:
         return load_project(project, variables=variables or {})
-    return _load_for_run(project, json.dumps(variables or {}, sort_keys=True, default=str), run)
+    with _LOAD_LOCK:  # lru_cache alone lets tasks that start together each miss and load
+        return _load_for_run(project, json.dumps(variables or {}, sort_keys=True, default=str), run)
+
+
+_LOAD_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
