@@ -1064,6 +1064,7 @@ def _(root, url):
 def test_bad_input(c: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Run one catalogue row the way `hygge go` would and check error, message and landing zone."""
     url = request.getfixturevalue("pg_db") if c.pg else ""
+    request.getfixturevalue("monkeypatch").setenv("HYGGE_TASK_RETRIES", "0")  # the error, not its retries
     root = tmp_path / "project"
     root.mkdir()
     args = c.setup(root, url)

@@ -152,6 +152,7 @@ def project(tmp_path, pg_db, azure_container, monkeypatch) -> tuple[Path, dict[s
     env = leak_project(tmp_path / "p", pg_db, info, container, values)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HYGGE_TASK_RETRY_DELAY_SECONDS", "0")  # `hygge go` retries transient failures
     monkeypatch.setattr(
         storage_objects, "_RETRY", {"max_retries": 1, "retry_timeout": dt.timedelta(seconds=5)}
     )
