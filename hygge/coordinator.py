@@ -53,7 +53,9 @@ class RunSummary:
 
 def check_run_type(incremental: bool, full_drop: bool) -> str | None:
     if incremental and full_drop:
-        raise ConfigError("--incremental and --full-drop contradict each other", hint="choose one")
+        raise ConfigError(
+            "--incremental and --full-drop contradict each other", hint="choose one", field="run type flags"
+        )
     return "incremental" if incremental else "full_drop" if full_drop else None
 
 

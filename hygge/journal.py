@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hygge.errors import JournalError
+from hygge.errors import JournalError, StoreError
 from hygge.faults import fault
 from hygge.lease import Lease
 from hygge.settings import settings
@@ -135,7 +135,7 @@ class Journal:
             ) from None
         except Exception as exc:
             raise JournalError(
-                f"could not record the run in {self.describe()}: {exc}",
+                f"could not record the run in {self.describe()}: {getattr(exc, 'message', exc)}",
                 hint="check that the journal folder is writable; the run's data is committed and "
                 "the next run will record it from the store",
                 flow=entry.flow,
@@ -148,6 +148,14 @@ class Journal:
         return [o["path"] for o in self.location.list(RUNS) if o["path"].endswith(".parquet")]
 
     def read(self) -> pa.Table:
+        try:
+            return self._read()
+        except StoreError as exc:  # the journal's location failed: say it was the journal
+            raise JournalError(
+                f"{self.describe()} cannot be read: {exc.message}", hint=exc.hint, transient=exc.transient
+            ) from exc
+
+    def _read(self) -> pa.Table:
         tables = []
         for path in self._run_paths():
             try:

@@ -189,6 +189,16 @@ def _land_entity(
                 batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
             counted = observer.wrap(batches)
             first = next(counted, None)
+            write_type = run_type
+            if (
+                run_type == "incremental"
+                and bound is None
+                and previous is not None
+                and not (mark and mark.primary_key)
+            ):
+                # No watermark to start from (the column held only NULLs, or it changed): everything is
+                # read again, and without a key to merge on, appending it would double every landed row.
+                write_type = "full_drop"
             if first is None and run_type == "incremental":
                 commit_detail = "nothing new"
             else:
@@ -196,7 +206,7 @@ def _land_entity(
                 commit = store.write(
                     stream,
                     WriteRequest(
-                        run_type=run_type,
+                        run_type=write_type,
                         entity_run_id=entity_run_id,
                         version=time.time_ns() // 1000,
                         primary_key=list(mark.primary_key) if mark else [],
@@ -397,15 +407,23 @@ def _as_hygge_error(exc: BaseException, where: dict[str, str], store: str | None
         return exc.with_context(**where)
     if isinstance(exc, OSError):
         full = exc.errno == errno.ENOSPC
+        # A network error can heal by retrying; a full disk or a missing folder cannot.
+        transient = isinstance(exc, ConnectionError | TimeoutError)
         return StoreError(
             f"writing {store or 'the store'} failed: {type(exc).__name__}: {exc}",
             hint=_DISK_FULL_HINT if full else "check the path and free space",
-            transient=False,
+            transient=transient,
             **where,
         )
     if isinstance(exc, KeyboardInterrupt):
-        return HyggeError("interrupted", **where)
-    return HyggeError(f"unexpected {type(exc).__name__}: {exc}", **where)
+        return HyggeError(
+            "interrupted", hint="run it again: the next run picks up where this stopped", **where
+        )
+    return HyggeError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        hint="run it again; if it repeats, report it with this message (the original error is chained)",
+        **where,
+    )
 
 
 __all__ = ["EntityResult", "JournalError", "RunIds", "SqlHomeConfig", "journal_for", "land_entity"]

@@ -170,34 +170,45 @@ def test_source_concurrency_limit_serialises_entities(harness, tmp_path, monkeyp
             client.delete_global_concurrency_limit_by_name("hygge-source-src")
 
 
-def test_a_planted_secret_reaches_no_log_artifact_or_journal(harness, tmp_path, monkeypatch, caplog, pg_url):
-    """A connection password (on a run that fails: its table does not exist) appears in no Prefect log
-    line, no artifact, no journal row and not in the flow's error."""
-    import logging
-    from urllib.parse import urlparse
-
+def test_transient_failure_that_persists_shows_the_original_error(harness, tmp_path, monkeypatch):
+    """A fake land_entity raises the same transient error every time: it is tried 1 + retries times,
+    then the flow fails with that error's own text, not RetryError or another wrapper."""
     _fast_retries(monkeypatch)
-    secret = "pl4nted-S3cret-" + "x" * 8
-    (tmp_path / "hygge.yml").write_text(
-        "name: p\nconnections:\n  src:\n    type: postgres\n    host: 127.0.0.1\n"
-        f"    port: {urlparse(pg_url).port}\n    database: postgres\n    user: postgres\n    password: {secret}\n"
-    )
-    (tmp_path / "flows" / "f").mkdir(parents=True)
-    (tmp_path / "flows" / "f" / "flow.yml").write_text(
-        "home: {type: sql, connection: src}\nstore: {type: parquet, path: lake}\nentities: [no_such_table]\n"
-    )
-    caplog.set_level(logging.DEBUG)
-    state = land_module.land(project=str(tmp_path), return_state=True)
-    assert state.is_failed()
+    root = _project(tmp_path, tables=1)
+    calls = {"n": 0}
+
+    def always(*args, **kwargs):
+        calls["n"] += 1
+        raise SourceError("connection reset by peer", hint="wait", transient=True, flow="f", entity="t0")
+
+    monkeypatch.setattr(land_module, "land_entity", always)
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_failed() and calls["n"] == 3
     with pytest.raises(Exception) as info:
         state.result()
-    assert secret not in str(info.value)
-    assert "127.0.0.1" in str(info.value), "the error should still say where it failed"
-    assert secret not in caplog.text
+    text = str(info.value)
+    assert "flow 'f', entity 't0': connection reset by peer Try: wait" in text
+    assert "RetryError" not in text and "Traceback" not in text
     rows = _artifact_rows(state.state_details.flow_run_id)
-    assert secret not in str(rows)
-    journal = Journal(Storage.local(tmp_path / "lake" / ".hygge_journal"))
-    assert secret not in str([vars(e) for e in journal.entries()])
+    assert rows[0]["message"].startswith("flow 'f', entity 't0': connection reset by peer")
+
+
+def test_unexpected_error_in_a_task_is_not_retried(harness, tmp_path, monkeypatch):
+    """A fake land_entity raises a non-hygge error: it is permanent (tried once) and its text shows."""
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path, tables=1)
+    calls = {"n": 0}
+
+    def broken(*args, **kwargs):
+        calls["n"] += 1
+        raise RuntimeError("library broke")
+
+    monkeypatch.setattr(land_module, "land_entity", broken)
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_failed() and calls["n"] == 1
+    with pytest.raises(Exception) as info:
+        state.result()
+    assert "library broke" in str(info.value) and "RetryError" not in str(info.value)
 
 
 def test_entity_tasks_share_one_load_of_the_project(harness, tmp_path, monkeypatch):

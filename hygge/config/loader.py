@@ -334,6 +334,8 @@ def _validate(
             tag = str((data.get(loc[0]) or {}).get("type"))
             if loc[1] == tag:
                 loc.pop(1)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("type")
         key = ".".join(loc)
         message, hint = _describe(error, model, data, loc)
         if entity is None and len(loc) >= 2 and loc[0] == "entities" and loc[1].isdigit():
@@ -398,7 +400,30 @@ def _describe(
         return "has no `type`", "set `type:` (for a home: sql or parquet; for a store: parquet or delta)"
     # Validators raise models.Invalid (a ValueError with a fix) where they know one.
     cause = (error.get("ctx") or {}).get("error")
-    return error["msg"].removeprefix("Value error, "), getattr(cause, "hint", None)
+    message = error["msg"].removeprefix("Value error, ")
+    return message, getattr(cause, "hint", None) or _type_hint(kind, message, loc)
+
+
+_TYPE_HINTS = {
+    "int": "write a whole number",
+    "float": "write a number",
+    "bool": "write true or false",
+    "string": "write text (quote it if YAML reads it as a number, date or true/false)",
+    "list": "write a list, e.g. [a, b] or one `- item` per line",
+    "dict": "write a mapping: one `key: value` per line",
+    "model": "write a mapping: one `key: value` per line",
+}
+
+
+def _type_hint(kind: str, message: str, loc: list[str]) -> str | None:
+    """A fix for pydantic's type and range errors, which carry none of their own."""
+    what = f"`{loc[-1]}`" if loc else "the file's top level"
+    for prefix, hint in _TYPE_HINTS.items():
+        if kind.startswith(f"{prefix}_"):
+            return f"{hint} for {what}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"give {what} a value that is {message.removeprefix('Input should be ')}"
+    return None
 
 
 def _known_keys(model: type[BaseModel], data: Any, loc: list[str]) -> list[str]:

@@ -62,9 +62,14 @@ class ConnectionConfig(Strict):
     def _complete(self) -> ConnectionConfig:
         if self.url is None:
             if self.type == "sqlite" and not self.path:
-                raise ValueError("a sqlite connection needs `path` (or `url`)")
+                raise Invalid(
+                    "a sqlite connection needs `path` (or `url`)", hint="add `path:` (the database file)"
+                )
             if self.type != "sqlite" and not (self.host and self.database):
-                raise ValueError("needs `url`, or `host` and `database`")
+                raise Invalid(
+                    "needs `url`, or `host` and `database`",
+                    hint="add `host:` and `database:`, or a full `url:`",
+                )
         self._check_engine_and_auth()
         return self
 
@@ -353,7 +358,10 @@ class WatermarkConfig(Strict):
     @model_validator(mode="after")
     def _lookback_needs_key(self) -> WatermarkConfig:
         if self.lookback and not self.primary_key:
-            raise ValueError("lookback re-reads rows, so it needs primary_key to merge them")
+            raise Invalid(
+                "lookback re-reads rows, so it needs primary_key to merge them",
+                hint="add `primary_key:` to the watermark, or remove `lookback:`",
+            )
         return self
 
 
@@ -401,10 +409,36 @@ class ResolvedEntity(Strict):
     columns: dict[str, str] = Field(default_factory=dict)
     file: str = Field(description="the file that defined this entity, for messages")
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, value: str) -> str:
+        # The name becomes the entity's folder in its store: it must stay inside it and stay visible.
+        if not value.strip() or any(ch in value for ch in "/\\") or value.startswith((".", "_")):
+            raise Invalid(
+                f"entity name '{value}' cannot name a folder in the store (no / or \\, no leading . or _)",
+                hint="give the entity a plain `name:` and set `table:` to the source's name",
+            )
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _column_types_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        from hygge.typemap import parse_arrow_type
+
+        for column, text in value.items():
+            try:
+                parse_arrow_type(text)
+            except ValueError as exc:
+                raise Invalid(
+                    f"column '{column}': {exc}",
+                    hint="write an Arrow type such as string, int64, timestamp or decimal(38,18)",
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _source_is_clear(self) -> ResolvedEntity:
         if self.table and self.query:
-            raise ValueError("set `table` or `query`, not both")
+            raise Invalid("set `table` or `query`, not both", hint="remove one of them")
         if self.run_type == "incremental" and not (self.watermark and self.watermark.watermark_column):
             raise ValueError(
                 "run_type incremental needs watermark.watermark_column (or use run_type: full_drop)"

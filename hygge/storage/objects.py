@@ -355,7 +355,9 @@ _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
 def _flatten(text: str) -> str:
     """One line from object_store's nested, coloured error chains; an XML error body becomes its code."""
     code = _XML_CODE.search(text)
-    text = _ANSI.sub("", text).split("<?xml", 1)[0]
+    # object_store appends its Rust Debug form ("Debug source: Generic { ... RetryError(...") after the
+    # readable text: it repeats the cause and reads like a retry wrapper, so it is cut.
+    text = _ANSI.sub("", text).split("<?xml", 1)[0].split("Debug source:", 1)[0]
     text = " ".join(text.replace("↳", ":").split()).rstrip(": ")
     return f"{text} ({code.group(1)})" if code else text
 

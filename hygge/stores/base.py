@@ -53,3 +53,39 @@ class Store(Protocol):
     def scan(self) -> pa.Table:
         """Everything landed (tests, verification)."""
         ...
+
+
+def _plain(arrow: pa.DataType) -> pa.DataType:
+    """The type as hygge pins it: readers may report large or view strings and binaries."""
+    if pa.types.is_large_string(arrow) or pa.types.is_string_view(arrow):
+        return pa.string()
+    if pa.types.is_large_binary(arrow) or pa.types.is_binary_view(arrow):
+        return pa.binary()
+    return arrow
+
+
+def check_columns_unchanged(landed: pa.Schema | None, incoming: pa.Schema, run_type: str, what: str) -> None:
+    """An incremental run adds rows to what landed; a column whose type changed, that is gone or that
+    is new would leave files that disagree with each other. Raises StoreError naming the column."""
+    if run_type != "incremental" or landed is None:
+        return
+    from hygge.errors import StoreError
+
+    now = {f.name: _plain(f.type) for f in incoming}
+    before = {f.name: _plain(f.type) for f in landed}
+    problem = None
+    for name, old in before.items():
+        if name not in now:
+            problem = f"column '{name}' (type {old}) is gone from the source"
+        elif now[name] != old:
+            problem = f"column '{name}' changed type from {old} to {now[name]}"
+        if problem:
+            break
+    added = [name for name in now if name not in before]
+    if problem is None and added:
+        problem = f"column '{added[0]}' is new in the source"
+    if problem is not None:
+        raise StoreError(
+            f"{problem} since {what} was landed; an incremental run cannot change landed columns",
+            hint="run this entity once with --full-drop to rebuild it with the source's columns",
+        )

@@ -19,7 +19,7 @@ from hygge.errors import HyggeError, StoreError
 from hygge.faults import fault
 from hygge.storage import Storage, storage_error
 from hygge.storage.scan import rows_where
-from hygge.stores.base import Commit, WriteRequest
+from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged
 from hygge.stores.files import FileLayout, WrittenFile, write_files
 
 RUN_ID_KEY = "hygge.entity_run_id"
@@ -53,6 +53,13 @@ class DeltaStore:
             return DeltaTable(self.location.uri, storage_options=self.location.options())
         except OSError as exc:  # object_store failures (refused credential, missing container, ...)
             raise storage_error(self.location, "opening", exc) from None
+
+    def check_schema(self, schema: pa.Schema, run_type: str) -> str:
+        """Incremental runs must find the landed columns unchanged (see check_columns_unchanged)."""
+        table = self._table() if run_type == "incremental" else None
+        landed = table.to_pyarrow_dataset().schema if table is not None else None
+        check_columns_unchanged(landed, schema, run_type, self.describe())
+        return run_type
 
     def recover(self) -> Commit | None:
         table = self._table()

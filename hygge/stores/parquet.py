@@ -24,7 +24,7 @@ from hygge.errors import StoreError
 from hygge.faults import fault
 from hygge.storage import NotFoundError, Storage
 from hygge.storage.scan import rows_where
-from hygge.stores.base import Commit, WriteRequest
+from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged
 from hygge.stores.files import layout_of, write_files
 
 STAGING = "_hygge_staging"
@@ -67,6 +67,16 @@ class ParquetStore:
     def scan(self) -> pa.Table:
         dataset = self._dataset()
         return dataset.to_table() if dataset is not None else pa.table({})
+
+    def check_schema(self, schema: pa.Schema, run_type: str) -> str:
+        """Incremental runs must find the landed columns unchanged (see check_columns_unchanged)."""
+        files = self.data_files() if run_type == "incremental" else []
+        landed = None
+        if files:
+            filesystem, [path] = self.location.dataset_paths(files[-1:])
+            landed = pq.read_schema(path, filesystem=filesystem)
+        check_columns_unchanged(landed, schema, run_type, self.describe())
+        return run_type
 
     def max_value(self, column: str) -> Any:
         dataset = self._dataset()

@@ -6,6 +6,7 @@ The engine is connectorx (`arrow_stream`) or, for SQL Server with Entra ID, mssq
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +199,12 @@ class SqlHome:
             from hygge.homes.sql.mssql_python import APT_PACKAGES
 
             hint = f"install the ODBC driver's libraries ({' '.join(APT_PACKAGES)}); `hygge debug` checks it"
+        if self.query and "syntax error" in lowered:
+            hint = "check the entity's `query:`: run it in a SQL client against the same database"
+        mixed = re.search(r'InvalidColumnType\(\d+, "((?:[^"\\]|\\.)*)", (\w+)\)', text)
+        if mixed:  # SQLite lets any value into any column; the driver rejects one of the wrong kind
+            first = f"column '{mixed[1]}' holds a {mixed[2]} value that does not match its declared type"
+            hint = f"fix those values, or select the column through a `query:` with CAST({mixed[1]} AS TEXT)"
         return SourceError(
             f"reading {self.source_name()} from {conns.describe(self.conn)} failed: {first[:500]}",
             hint=hint,
