@@ -351,3 +351,16 @@ def test_old_commit_records_are_pruned(tmp_path: Path) -> None:
     assert len(store.location.list(COMMITS)) == KEEP_COMMIT_RECORDS
     assert last is not None and last.entity_run_id == f"run{KEEP_COMMIT_RECORDS + 4:04d}"
     assert landed(store).num_rows == KEEP_COMMIT_RECORDS + 5
+
+
+def test_a_first_keyed_incremental_load_does_not_gather_keys(tmp_path: Path, monkeypatch) -> None:
+    """With nothing landed there is nothing to replace: no keys are gathered and no file rewritten
+    (gathering a whole table's keys cost 600 MB at 10M rows)."""
+    store = make_store(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a first load looked for rows to replace")
+
+    monkeypatch.setattr(ParquetStore, "_rewrite_without", refuse)
+    commit = store.write(reader_of(rows(range(20))), request("first000", "incremental", ["id"]))
+    assert commit.rows == 20
