@@ -224,3 +224,15 @@ def test_entity_tasks_share_one_load_of_the_project(harness, tmp_path, monkeypat
     monkeypatch.setattr(land_module, "load_project", counting)
     assert land_module.land(project=str(root), publish=False, return_state=True).is_completed()
     assert len(calls) <= 2, calls  # the parent flow's load, and one shared by the six entity tasks
+
+
+def test_without_a_source_limit_no_slot_is_acquired(harness, tmp_path, monkeypatch):
+    """No `hygge-source-<connection>` limit: looked up once, and no entity asks Prefect for a slot
+    (each request cost an API call and logged a warning, ~60 ms an entity under load)."""
+    root = _project(tmp_path, tables=3)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("asked for a concurrency slot of a limit that does not exist")
+
+    monkeypatch.setattr(land_module, "concurrency", refuse)
+    assert land_module.land(project=str(root), publish=False, return_state=True).is_completed()
