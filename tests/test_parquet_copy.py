@@ -10,11 +10,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import write_project
 
 from hygge.config import load_project
 from hygge.runner import RunIds, land_entity
 from hygge.stores import make_store
+from tests.helpers import write_project
+from tests.test_azure_landing import azure_store
 
 IDS = RunIds("p", "coordinator", "flow")
 T0 = dt.datetime(2024, 1, 1)
@@ -124,15 +125,7 @@ def test_files_are_copied_into_an_azure_container(tmp_path: Path, azure_containe
     import yaml
 
     info, container = azure_container
-    store = {
-        "type": "adls",
-        "format": fmt,
-        "account": info.account,
-        "container": container,
-        "path": "lake",
-        "endpoint": info.blob_endpoint,
-        "credential": "azurite",
-    }
+    store = azure_store(info, container, fmt)
     root = project(tmp_path, store)
     config = yaml.safe_load((root / "hygge.yml").read_text())
     config["credentials"] = {"azurite": {"type": "account_key", "account_key": info.key}}
