@@ -231,10 +231,7 @@ def _land_entity(
         entry.row_count = observer.rows
         entry.finish_time = _now()
         entry.duration = result.duration = time.perf_counter() - clock
-        try:
-            journal.record(entry)
-        except HyggeError as journal_error:
-            error.details.message += f" (and the failure could not be journaled: {journal_error.message})"
+        record_failure(journal, entry, error)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise error from (exc if error is not exc else None)
@@ -244,6 +241,14 @@ def _land_entity(
     lease.check()
     journal.record(entry)
     return result
+
+
+def record_failure(journal: Journal, entry: Entry, error: HyggeError) -> None:
+    """Journal a failed run; if even that fails, the error the user sees says so."""
+    try:
+        journal.record(entry)
+    except HyggeError as journal_error:
+        error.details.message += f" (and the failure could not be journaled: {journal_error.message})"
 
 
 def open_entity(project: Project, entity: ResolvedEntity, entry: Entry) -> tuple[Any, Any, pa.Schema]:

@@ -31,7 +31,7 @@ from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import HyggeError
 from hygge.fabric.schema import conform_for_fabric, conform_schema
 from hygge.journal import new_id
-from hygge.runner import RunIds, journal_for, new_entry, open_entity
+from hygge.runner import RunIds, journal_for, new_entry, open_entity, record_failure
 from hygge.storage import Storage
 
 if TYPE_CHECKING:
@@ -176,10 +176,7 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
         entry.message = f"verify: {error.message}"
         entry.finish_time = dt.datetime.now(dt.UTC)
         entry.duration = time.perf_counter() - clock
-        try:
-            journal.record(entry)
-        except HyggeError as journal_error:
-            error.details.message += f" (and the failure could not be journaled: {journal_error.message})"
+        record_failure(journal, entry, error)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise error from (exc if error is not exc else None)
