@@ -140,7 +140,8 @@ class ParquetStore:
         keys: list[pa.Table] = []
         # Keys are gathered only when landed files may hold them: a first load has nothing to replace,
         # and gathering a whole table's keys cost 600 MB for 10M rows (measured).
-        upsert = bool(request.primary_key) and request.run_type == "incremental" and bool(self.data_files())
+        landed = self.data_files()  # listed once: the entity's lease keeps other writers out meanwhile
+        upsert = bool(request.primary_key) and request.run_type == "incremental" and bool(landed)
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in reader:
@@ -162,9 +163,9 @@ class ParquetStore:
         removes: list[str] = []
         adds = list(staged)
         if request.run_type == "full_drop":
-            removes = self.data_files()
+            removes = landed
         elif keys:
-            rewrites, removes = self._rewrite_without(pa.concat_tables(keys), request, stamp)
+            rewrites, removes = self._rewrite_without(pa.concat_tables(keys), landed, request, stamp)
             adds += rewrites
         fault("parquet.staged")
         record = {
@@ -182,7 +183,7 @@ class ParquetStore:
         return Commit(run, request.run_type, rows, record_path)
 
     def _rewrite_without(
-        self, new_keys: pa.Table, request: WriteRequest, stamp: str
+        self, new_keys: pa.Table, landed: list[str], request: WriteRequest, stamp: str
     ) -> tuple[list[tuple[str, str]], list[str]]:
         """Rewrite (into staging) every landed file holding a key that the new rows replace."""
         key_names = request.primary_key
@@ -190,7 +191,7 @@ class ParquetStore:
         rewrites: list[tuple[str, str]] = []
         removes: list[str] = []
         filesystem, _ = self.location.filesystem()
-        for index, path in enumerate(self.data_files()):
+        for index, path in enumerate(landed):
             _, [local] = self.location.dataset_paths([path])
             old_keys = pq.read_table(local, columns=key_names, filesystem=filesystem)
             hit = old_keys.join(new_keys, keys=key_names, join_type="left semi")
