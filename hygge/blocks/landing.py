@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from hygge.blocks.azure import HyggeAzureCredentials
 from hygge.blocks.sql import DOCS_URL, LOGO_URL
@@ -45,7 +45,7 @@ class _Common:
         for key in ("account", "endpoint"):
             if getattr(self, key, None):
                 settings[key] = getattr(self, key)
-        for key in ("compression", "row_group_rows", "row_group_mb", "file_mb", "file_rows"):
+        for key in _Layout.model_fields:
             # Only a changed layout is passed on: a set layout makes full loads re-encode parquet files.
             if getattr(self, key) != type(self).model_fields[key].default:
                 settings[key] = getattr(self, key)
@@ -89,30 +89,24 @@ def _endpoint() -> Any:
     return Field(default=None, description="Custom blob endpoint, e.g. Azurite's.")
 
 
-def _compression() -> Any:
-    return Field(default="snappy", description="Parquet compression: snappy, zstd, gzip or none.")
-
-
-def _row_group_rows() -> Any:
-    return Field(default=1_000_000, ge=1, description="Most rows per parquet row group.")
-
-
-def _row_group_mb() -> Any:
-    return Field(default=32, ge=1, description="Most Arrow data (MB) gathered per row group; bounds memory.")
-
-
-def _file_mb() -> Any:
-    return Field(default=256, ge=1, description="A data file ends once it reaches this size (MB).")
-
-
-def _file_rows() -> Any:
-    return Field(default=None, ge=1, description="Optional: most rows per data file.")
-
-
 Compression = Literal["snappy", "zstd", "gzip", "none"]
 
 
-class OpenMirroringLandingZone(_Common, Block):
+class _Layout(BaseModel):
+    """How data files are cut: the same settings (and defaults) as a flow.yml store's."""
+
+    compression: Compression = Field(
+        default="snappy", description="Parquet compression: snappy, zstd, gzip or none."
+    )
+    row_group_rows: int = Field(default=1_000_000, ge=1, description="Most rows per parquet row group.")
+    row_group_mb: int = Field(
+        default=32, ge=1, description="Most Arrow data (MB) gathered per row group; bounds memory."
+    )
+    file_mb: int = Field(default=256, ge=1, description="A data file ends once it reaches this size (MB).")
+    file_rows: int | None = Field(default=None, ge=1, description="Optional: most rows per data file.")
+
+
+class OpenMirroringLandingZone(_Common, _Layout, Block):
     """A Fabric Open Mirroring landing zone: a mirrored database's Files/LandingZone on OneLake (workspace
     and database), or any folder with the same layout (local, Azurite) given as `path`.
 
@@ -154,11 +148,6 @@ class OpenMirroringLandingZone(_Common, Block):
     credential_block: HyggeAzureCredentials | None = _credential_block()
     account: str | None = _account()
     endpoint: str | None = _endpoint()
-    compression: Compression = _compression()
-    row_group_rows: int = _row_group_rows()
-    row_group_mb: int = _row_group_mb()
-    file_mb: int = _file_mb()
-    file_rows: int | None = _file_rows()
 
     @model_validator(mode="after")
     def _valid(self) -> OpenMirroringLandingZone:
@@ -227,7 +216,7 @@ def _item() -> Any:
     return Field(default=None, description="OneLake item: <name>.<ItemType> (e.g. Sales.Lakehouse) or GUID.")
 
 
-class DeltaLandingZone(_FileZone, Block):
+class DeltaLandingZone(_FileZone, _Layout, Block):
     """A landing zone of Delta tables, one per entity: a local folder, an ADLS Gen2 container or a
     OneLake item (Files/ or Tables/).
 
@@ -256,11 +245,6 @@ class DeltaLandingZone(_FileZone, Block):
     credential: str | None = _credential()
     credential_block: HyggeAzureCredentials | None = _credential_block()
     endpoint: str | None = _endpoint()
-    compression: Compression = _compression()
-    row_group_rows: int = _row_group_rows()
-    row_group_mb: int = _row_group_mb()
-    file_mb: int = _file_mb()
-    file_rows: int | None = _file_rows()
 
     @model_validator(mode="after")
     def _valid(self) -> DeltaLandingZone:
@@ -268,7 +252,7 @@ class DeltaLandingZone(_FileZone, Block):
         return self
 
 
-class ParquetLandingZone(_FileZone, Block):
+class ParquetLandingZone(_FileZone, _Layout, Block):
     """A landing zone of parquet files, a folder per entity: a local folder, an ADLS Gen2 container or a
     OneLake item (Files/).
 
@@ -297,11 +281,6 @@ class ParquetLandingZone(_FileZone, Block):
     credential: str | None = _credential()
     credential_block: HyggeAzureCredentials | None = _credential_block()
     endpoint: str | None = _endpoint()
-    compression: Compression = _compression()
-    row_group_rows: int = _row_group_rows()
-    row_group_mb: int = _row_group_mb()
-    file_mb: int = _file_mb()
-    file_rows: int | None = _file_rows()
 
     @model_validator(mode="after")
     def _valid(self) -> ParquetLandingZone:
