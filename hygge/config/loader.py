@@ -166,7 +166,11 @@ def _resolve_entities(flow: Flow, project: ProjectConfig, env: Mapping[str, str]
         if not merged.pop("enabled", True):
             continue
         watermark = merged["watermark"] or {}
-        if merged["run_type"] == "incremental" and not watermark.get("watermark_column"):
+        if (
+            merged["run_type"] == "incremental"
+            and not merged.get("feed")
+            and not watermark.get("watermark_column")
+        ):
             raise ConfigError(
                 "run_type incremental needs a watermark column",
                 hint="set watermark.watermark_column (e.g. `watermark: {watermark_column: updated_at}`), "
@@ -234,12 +238,17 @@ def _merge(
         "home": dict(cfg.home),
         "store": dict(cfg.store),
         "run_type": cfg.run_type,
+        "on_drift": cfg.on_drift,
         "watermark": cfg.watermark.model_dump() if cfg.watermark else None,
+        "deletes": cfg.deletes.model_dump() if cfg.deletes else None,
+        "feed": cfg.feed.model_dump() if cfg.feed else None,
         "columns": {},
         "enabled": True,
     }
-    origins: dict[str, Path] = {key: flow.file for key in ("home", "store", "run_type", "watermark")}
-    for key in ("home", "store", "watermark"):
+    origins: dict[str, Path] = {
+        key: flow.file for key in ("home", "store", "run_type", "watermark", "deletes", "feed")
+    }
+    for key in ("home", "store", "watermark", "deletes", "feed"):
         for sub in merged[key] or {}:
             origins[f"{key}.{sub}"] = flow.file
     last_file = flow.file
@@ -249,7 +258,7 @@ def _merge(
         for key, value in data.items():
             # Mappings merge key by key, so an entity can change one home setting or add a
             # primary key to the flow's watermark column without repeating the rest.
-            if key in ("home", "store", "columns", "watermark") and value is not None:
+            if key in ("home", "store", "columns", "watermark", "deletes", "feed") and value is not None:
                 merged[key] = {**(merged[key] or {}), **value}
                 for sub in value:
                     origins[f"{key}.{sub}"] = file

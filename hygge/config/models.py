@@ -347,6 +347,11 @@ class WatermarkConfig(Strict):
         description="Re-read this much below the previous maximum (seconds for date/time columns, "
         "units for numbers) to catch rows that commit late; needs primary_key.",
     )
+    dedupe_by: str | None = Field(
+        default=None,
+        description="a source known to repeat keys: keep, per key, the row with the largest value of this "
+        "column (SQL homes; the server picks among ties). Without it, repeated keys fail the run.",
+    )
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -357,12 +362,55 @@ class WatermarkConfig(Strict):
 
     @model_validator(mode="after")
     def _lookback_needs_key(self) -> WatermarkConfig:
+        if self.dedupe_by and not self.primary_key:
+            raise Invalid(
+                "dedupe_by keeps one row per key, so it needs primary_key",
+                hint="add `primary_key:` to the watermark, or remove `dedupe_by:`",
+            )
         if self.lookback and not self.primary_key:
             raise Invalid(
                 "lookback re-reads rows, so it needs primary_key to merge them",
                 hint="add `primary_key:` to the watermark, or remove `lookback:`",
             )
         return self
+
+
+DriftPolicy = Literal["fail", "full_drop"]
+
+
+class DeletesConfig(Strict):
+    """Rows gone from the source land as deletes: found by comparing the source's key set with the
+    landed one (or delivered by a change feed). Needs `watermark.primary_key`."""
+
+    mode: Literal["hard", "soft"] = Field(
+        default="hard", description="hard: remove the row; soft: keep it and set `column`"
+    )
+    column: str = Field(default="hygge_deleted_at", description="soft: the UTC time the key was found gone")
+    every: int = Field(
+        default=1,
+        ge=0,
+        description="compare key sets on every N-th incremental run (1: each); 0: only `hygge go --reconcile`",
+    )
+    max_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="refuse to delete more than this share of the landed keys unless the run confirms it",
+    )
+
+
+class FeedConfig(Strict):
+    """A change feed: every insert, update and delete since the journaled position, no key scan."""
+
+    type: Literal["change_tracking", "postgres_logical"]
+    on_expired: Literal["full_drop", "fail"] = Field(
+        default="full_drop",
+        description="when the journaled position is no longer available: reload in full, or fail",
+    )
+    slot: str | None = Field(default=None, description="postgres_logical: default hygge_<flow>_<entity>")
+    publication: str | None = Field(
+        default=None, description="postgres_logical: default the slot's name"
+    )
 
 
 class EntitySettings(Strict):
@@ -377,6 +425,9 @@ class EntitySettings(Strict):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Arrow type per column, e.g. decimal(38,18)"
     )
+    deletes: DeletesConfig | None = None
+    feed: FeedConfig | None = None
+    on_drift: DriftPolicy | None = None
     home: dict[str, Any] = Field(default_factory=dict)
     store: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
@@ -389,6 +440,9 @@ class FlowConfig(Strict):
     store: dict[str, Any]
     run_type: RunType = "full_drop"
     watermark: WatermarkConfig | None = None
+    deletes: DeletesConfig | None = None
+    feed: FeedConfig | None = None
+    on_drift: DriftPolicy = "fail"
     defaults: EntitySettings = Field(default_factory=EntitySettings)
     entities: list[str | EntitySettings] = Field(default_factory=list)
     concurrency: int | None = Field(default=None, ge=1, le=256)
@@ -407,6 +461,13 @@ class ResolvedEntity(Strict):
     query: str | None = None
     path: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    deletes: DeletesConfig | None = None
+    feed: FeedConfig | None = None
+    on_drift: DriftPolicy = Field(
+        default="fail",
+        description="an incremental run into a store that no longer holds the journal's last commit: "
+        "fail, or reload it in full",
+    )
     file: str = Field(description="the file that defined this entity, for messages")
 
     @field_validator("name")
@@ -439,8 +500,23 @@ class ResolvedEntity(Strict):
     def _source_is_clear(self) -> ResolvedEntity:
         if self.table and self.query:
             raise Invalid("set `table` or `query`, not both", hint="remove one of them")
-        if self.run_type == "incremental" and not (self.watermark and self.watermark.watermark_column):
+        if (
+            self.run_type == "incremental"
+            and self.feed is None
+            and not (self.watermark and self.watermark.watermark_column)
+        ):
             raise ValueError(
                 "run_type incremental needs watermark.watermark_column (or use run_type: full_drop)"
             )
+        keys = self.watermark.primary_key if self.watermark else []
+        for setting in ("deletes", "feed"):
+            if getattr(self, setting) is not None and not keys:
+                raise Invalid(
+                    f"`{setting}:` needs watermark.primary_key: deletes are applied by key",
+                    hint="add `primary_key:` under `watermark:` (the source's unique key columns)",
+                )
         return self
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.watermark.primary_key) if self.watermark else []

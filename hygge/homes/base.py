@@ -43,6 +43,19 @@ class Home(Protocol):
         ...
 
 
+def read_dataset_columns(
+    dataset: Any, schema: pa.Schema, names: list[str], batch_size: int
+) -> pa.RecordBatchReader:
+    """Only `names` of every row of a file home's dataset (a key set), cast to their pinned types."""
+    from hygge.typemap import cast_batch
+
+    wanted = pa.schema([schema.field(n) for n in names])
+    batches = dataset.to_batches(
+        columns=names, batch_size=batch_size, batch_readahead=1, fragment_readahead=1
+    )
+    return pa.RecordBatchReader.from_batches(wanted, (cast_batch(b, wanted) for b in batches if b.num_rows))
+
+
 def pin_file_schema(source: pa.Schema, overrides: dict[str, str]) -> pa.Schema:
     """A file home's pinned schema: the files' own types (large/view strings and binaries as plain
     ones, as the SQL home lands them), refined by the entity's `columns:`."""

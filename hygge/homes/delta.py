@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from hygge.config.models import DeltaHomeConfig, ResolvedEntity
 from hygge.errors import HyggeError, SourceError
-from hygge.homes.base import Bound, pin_file_schema, scan_dataset
+from hygge.homes.base import Bound, pin_file_schema, read_dataset_columns, scan_dataset
 from hygge.storage import Storage
 
 
@@ -45,6 +45,12 @@ class DeltaHome:
 
     def schema(self) -> pa.Schema:
         return pin_file_schema(pa.schema(self.table().schema().to_arrow()), self.entity.columns)
+
+    def read_columns(self, names: list[str]) -> pa.RecordBatchReader:
+        """Only these columns of every row (a key set for reconciliation)."""
+        return read_dataset_columns(
+            self.table().to_pyarrow_dataset(), self.schema(), names, self.config.batch_size
+        )
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
         return scan_dataset(self.table().to_pyarrow_dataset(), self.schema(), bound, self.config.batch_size)

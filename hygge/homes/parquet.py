@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 
 from hygge.config.models import ParquetHomeConfig, ResolvedEntity
 from hygge.errors import HyggeError, SourceError
-from hygge.homes.base import Bound, SourceFile, pin_file_schema, scan_dataset
+from hygge.homes.base import Bound, SourceFile, pin_file_schema, read_dataset_columns, scan_dataset
 from hygge.storage import Storage
 
 
@@ -85,6 +85,10 @@ class ParquetHome:
                 return None
             files.append(SourceFile(dataset.filesystem, fragment.path, metadata))
         return files
+
+    def read_columns(self, names: list[str]) -> pa.RecordBatchReader:
+        """Only these columns of every row (a key set for reconciliation)."""
+        return read_dataset_columns(self.dataset(), self.schema(), names, self.config.batch_size)
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
         return scan_dataset(self.dataset(), self.schema(), bound, self.config.batch_size, plain_files=True)
