@@ -47,6 +47,8 @@ class Mapped:
     arrow_type: pa.DataType
     fetch: str = "native"  # native | text | money | guid (lower-case text, whichever driver reads it)
     note: str | None = None
+    # SQL Server rowversion (timestamp): binary(8) but a database-wide counter, so it may be a watermark.
+    rowversion: bool = False
 
 
 def _unsupported(name: str, data_type: str, hint: str) -> SourceError:
@@ -147,11 +149,11 @@ def map_mssql(col: SourceColumn) -> Mapped:
         "binary": pa.binary(),
         "varbinary": pa.binary(),
         "image": pa.binary(),
-        "timestamp": pa.binary(),
-        "rowversion": pa.binary(),
     }
     if t in simple:
         return Mapped(n, simple[t])
+    if t in ("timestamp", "rowversion"):  # the catalog says `timestamp` for a rowversion column
+        return Mapped(n, pa.binary(), rowversion=True)
     if t == "uniqueidentifier":
         # connectorx writes GUIDs in lower case, SQL Server's (and mssql-python's) text is upper case.
         return Mapped(n, pa.string(), "guid")

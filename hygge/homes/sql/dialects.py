@@ -48,13 +48,18 @@ class Dialect:
     # --- select list ---------------------------------------------------------------------------
     def select_expression(self, column: Mapped) -> str:
         q = self.quote(column.name)
+        expression = self.fetch_expression(column, q)
+        return q if expression == q else f"{expression} AS {q}"
+
+    def fetch_expression(self, column: Mapped, reference: str) -> str:
+        """How `column` is read losslessly from `reference` (its quoted, possibly qualified name)."""
         if column.fetch == "text":
-            return f"{self.text_cast(q)} AS {q}"
+            return self.text_cast(reference)
         if column.fetch == "money":
-            return f"{self.money_cast(q)} AS {q}"
+            return self.money_cast(reference)
         if column.fetch == "guid":
-            return f"LOWER({self.text_cast(q)}) AS {q}"
-        return q
+            return f"LOWER({self.text_cast(reference)})"
+        return reference
 
     def text_cast(self, expression: str) -> str:
         return f"CAST({expression} AS TEXT)"
@@ -74,7 +79,16 @@ class Dialect:
             return self.datetime_literal(value)  # type: ignore[arg-type]
         if kind == "datetime_tz":
             return self.datetime_tz_literal(value)  # type: ignore[arg-type]
+        if kind == "rowversion":
+            return self.rowversion_literal(value)  # type: ignore[arg-type]
         return self.string(str(value))
+
+    def rowversion_literal(self, value: bytes) -> str:
+        raise NotImplementedError(f"{self.name} has no rowversion columns")
+
+    def rowversion_ceiling_query(self) -> str:
+        """One row, column `ceiling`: the rowversion below which every row is committed."""
+        raise NotImplementedError(f"{self.name} has no rowversion columns")
 
     def date_literal(self, value: dt.date) -> str:
         return f"DATE {_string_literal(value.isoformat())}"
@@ -141,6 +155,14 @@ class SqlServer(Dialect):
     def datetime_tz_literal(self, value: dt.datetime) -> str:
         text = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
         return f"CAST({self.string(text)} AS DATETIMEOFFSET(7))"
+
+    def rowversion_literal(self, value: bytes) -> str:
+        return "0x" + value.hex().upper()  # a binary literal: compared byte by byte, as the counter
+
+    def rowversion_ceiling_query(self) -> str:
+        # MIN_ACTIVE_ROWVERSION, not @@DBTS: values of transactions still open are at or above it.
+        # Style 1 writes the binary(8) as '0x' + 16 hex digits, the journal's text form, whatever the driver.
+        return "SELECT CONVERT(VARCHAR(18), MIN_ACTIVE_ROWVERSION(), 1) AS [ceiling]"
 
 
 class MySql(Dialect):

@@ -23,6 +23,7 @@ from hygge.homes.sql.engines import Engine, engine_for
 from hygge.pipeline import prefetch
 from hygge.redact import redact
 from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type, pin_driver_type
+from hygge.watermark import rowversion_from_text
 
 # Kinds whose Arrow order is the source's order (strings follow the source's collation: left alone).
 _ORDERED_KINDS = ("int", "decimal", "date", "datetime", "datetime_tz")
@@ -78,6 +79,9 @@ class SqlHome:
             entity.table or (None if entity.query else entity.name)
         )
         self._columns: list[Mapped] | None = None
+        # Set by read() when the watermark column is a rowversion: the MIN_ACTIVE_ROWVERSION() read first,
+        # which bounded the read above (exclusive). The runner journals it instead of the maximum seen.
+        self.watermark_ceiling: bytes | None = None
 
     def _split_table(self, table: str | None) -> tuple[str | None, str | None]:
         if table is None:
@@ -106,7 +110,12 @@ class SqlHome:
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns()])
 
-    def select_sql(self, bound: Bound | None = None) -> str:
+    def rowversion_columns(self) -> frozenset[str]:
+        """The SQL Server rowversion columns: the only binary columns `watermark.check_column` accepts."""
+        return frozenset(c.name for c in self.columns() if c.rowversion)
+
+    def select_sql(self, bound: Bound | None = None, ceiling: bytes | None = None) -> str:
+        """The SELECT for a read: rows at or above `bound`, and below `ceiling` (a rowversion's)."""
         columns = self.columns()
         select = ", ".join(self.dialect.select_expression(c) for c in columns)
         if self.table:
@@ -114,14 +123,49 @@ class SqlHome:
         else:
             source = f"({self.query}) AS {self.dialect.quote('hygge_q')}"
         sql = f"SELECT {select} FROM {source}"
+        conditions = []
         if bound is not None:
             literal = self.dialect.literal(bound.value, bound.kind)
-            sql += f" WHERE {self.dialect.quote(bound.column)} >= {literal}"
-        return sql
+            conditions.append(f"{self.dialect.quote(bound.column)} >= {literal}")
+        column = self._rowversion_watermark()
+        if ceiling is not None and column is not None:
+            conditions.append(f"{self.dialect.quote(column)} < {self.dialect.rowversion_literal(ceiling)}")
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        return self._deduplicated(sql, columns)
+
+    def _deduplicated(self, sql: str, columns: list[Mapped]) -> str:
+        """With `watermark.dedupe_by`, one row per key: the server numbers each key's rows by that
+        column (largest first) and only the first is read, so the stream stays a stream."""
+        mark = self.entity.watermark
+        if not (mark and mark.dedupe_by):
+            return sql
+        q = self.dialect.quote
+        names = {c.name for c in columns}
+        for name in [*mark.primary_key, mark.dedupe_by]:
+            if name not in names:
+                raise ConfigError(
+                    f"`watermark.dedupe_by` and `primary_key` name '{name}', which the source does not have",
+                    hint=f"use one of: {', '.join(sorted(names))}",
+                    flow=self.entity.flow,
+                    entity=self.entity.name,
+                    field="watermark.dedupe_by",
+                )
+        keys = ", ".join(q(k) for k in mark.primary_key)
+        outer = ", ".join(q(c.name) for c in columns)
+        numbered = (
+            f"SELECT {outer}, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {q(mark.dedupe_by)} DESC) "
+            f"AS {q('hygge_rn')} FROM ({sql}) AS {q('hygge_d')}"
+        )
+        return f"SELECT {outer} FROM ({numbered}) AS {q('hygge_n')} WHERE {q('hygge_rn')} = 1"
 
     def read(self, bound: Bound | None = None) -> pa.RecordBatchReader:
         schema = self.schema()
-        sql = self.select_sql(bound)
+        # A rowversion watermark: the ceiling is read before any row, in its own query, so every row below
+        # it is committed; rows at or above it (open transactions, later writes) are the next run's.
+        ceiling = self._rowversion_ceiling() if self._rowversion_watermark() else None
+        self.watermark_ceiling = ceiling
+        sql = self.select_sql(bound, ceiling)
         raw = self._run(
             lambda: self.engine.stream(
                 sql, self.config.batch_size, self.config.partition_on, self.config.partition_num
@@ -134,7 +178,60 @@ class SqlHome:
         # own lets the store encode the previous batches meanwhile.
         return pa.RecordBatchReader.from_batches(schema, prefetch(batches))
 
+    def select_list(self, alias: str | None = None) -> str:
+        """The pinned columns with their lossless casts, optionally qualified by a table alias (for
+        change feeds that join the table to the source's change records)."""
+        prefix = f"{self.dialect.quote(alias)}." if alias else ""
+        parts = []
+        for column in self.columns():
+            expression = self.dialect.select_expression(column)
+            if prefix:
+                quoted = self.dialect.quote(column.name)
+                expression = expression.replace(quoted, prefix + quoted, 1)
+            parts.append(expression)
+        return ", ".join(parts)
+
+    def read_sql(self, sql: str, schema: pa.Schema | None = None) -> pa.RecordBatchReader:
+        """Stream any SELECT through the engine, each batch cast to `schema` (default the pinned one);
+        driver failures become SourceError like a table read's."""
+        schema = schema or self.schema()
+        raw = self._run(lambda: self.engine.stream(sql, self.config.batch_size))
+        return pa.RecordBatchReader.from_batches(schema, prefetch(self._cast(raw, schema)))
+
+    def read_columns(self, names: list[str]) -> pa.RecordBatchReader:
+        """Only these columns of every row (a key set for reconciliation), in their pinned types."""
+        wanted = [c for c in self.columns() if c.name in names]
+        select = ", ".join(self.dialect.select_expression(c) for c in wanted)
+        if self.table:
+            source = self.dialect.table(self.db_schema, self.table)
+        else:
+            source = f"({self.query}) AS {self.dialect.quote('hygge_q')}"
+        schema = pa.schema([pa.field(c.name, c.arrow_type) for c in wanted])
+        return self.read_sql(f"SELECT {select} FROM {source}", schema)
+
+    def run_sql(self, sql: str) -> pa.Table:
+        """A small result read whole (positions, probes), with driver failures as SourceError."""
+        return self._run(lambda: self.engine.table(sql))
+
     # --- internals -----------------------------------------------------------------------------
+    def _rowversion_watermark(self) -> str | None:
+        mark = self.entity.watermark
+        column = mark.watermark_column if mark else None
+        return column if column is not None and column in self.rowversion_columns() else None
+
+    def _rowversion_ceiling(self) -> bytes:
+        rows = self.run_sql(self.dialect.rowversion_ceiling_query()).to_pylist()
+        value = rows[0].get("ceiling") if rows else None
+        try:
+            return rowversion_from_text(str(value))
+        except ValueError as exc:
+            raise SourceError(
+                f"MIN_ACTIVE_ROWVERSION() from {conns.describe(self.conn)} gave no usable value: {exc}",
+                hint="the watermark column must be a SQL Server rowversion (timestamp) column",
+                flow=self.entity.flow,
+                entity=self.entity.name,
+            ) from None
+
     def _cast(self, reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         batches = iter(reader)
         while True:
