@@ -11,6 +11,7 @@ Add further fixtures below, each with a short comment saying what it yields.
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,16 +34,41 @@ def _with_database(url: str, dbname: str) -> str:
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
+# Logical decoding (tests/test_pg_logical.py) needs wal_level=logical and a slot per feed under test.
+PG_SETTINGS = {"wal_level": "logical", "max_replication_slots": 50, "max_wal_senders": 50}
+
+
 @pytest.fixture(scope="session")
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One PostgreSQL server for the whole session; yields its ``postgres`` database URL."""
-    with running_postgres(tmp_path_factory.mktemp("pg")) as url:
+    """One PostgreSQL server for the whole session (PG_SETTINGS); yields its ``postgres`` database URL."""
+    with running_postgres(tmp_path_factory.mktemp("pg"), PG_SETTINGS) as url:
         yield url
+
+
+def _drop_slots(conn: psycopg.Connection, database: str) -> None:
+    """Drop the logical slots of a database (DROP DATABASE refuses while one exists), ending their
+    readers first."""
+    for _ in range(50):
+        rows = conn.execute(
+            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (database,)
+        ).fetchall()
+        if not rows:
+            return
+        for slot, pid in rows:
+            if pid is None:
+                conn.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    "WHERE slot_name = %s AND active_pid IS NULL",
+                    (slot,),
+                )
+            else:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.1)
 
 
 @pytest.fixture
 def pg_db(pg_url: str) -> Iterator[str]:
-    """A fresh database per test (``test_<8 hex>``); dropped, connections and all, afterwards."""
+    """A fresh database per test (``test_<8 hex>``); dropped, slots and connections and all, afterwards."""
     name = f"test_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -50,6 +76,7 @@ def pg_db(pg_url: str) -> Iterator[str]:
         yield _with_database(pg_url, name)
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
+            _drop_slots(conn, name)
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -23,13 +23,14 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 ENV_URL = "HYGGE_TEST_PG_URL"
@@ -180,19 +181,36 @@ def _log_tail(log_file: Path, lines: int = 20) -> str:
     return "(no server log)"
 
 
+def _setting_options(settings: Mapping[str, str | int] | None) -> str:
+    """Extra server settings as pg_ctl ``-o`` text (``-c name=value`` each), validated."""
+    parts = []
+    for name, value in (settings or {}).items():
+        text = str(value)
+        plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) and re.fullmatch(r"[A-Za-z0-9_.:/+-]+", text)
+        if not plain:
+            raise PostgresServerError(f"server setting {name}={text!r} is not a plain name=value pair")
+        parts.append(f" -c {name}={text}")
+    return "".join(parts)
+
+
 @contextlib.contextmanager
-def running_postgres(base_dir: Path | None = None) -> Iterator[str]:
+def running_postgres(
+    base_dir: Path | None = None, settings: Mapping[str, str | int] | None = None
+) -> Iterator[str]:
     """Run a throwaway PostgreSQL server in ``base_dir`` and yield its connection URL.
 
     ``base_dir`` (data, socket, log) is removed when the context exits; if the postgres OS
-    user cannot reach it, a fresh directory from tempfile.mkdtemp is used (and removed). With
-    ``HYGGE_TEST_PG_URL`` set, yield that URL instead and do nothing else.
+    user cannot reach it, a fresh directory from tempfile.mkdtemp is used (and removed).
+    ``settings`` adds server settings (e.g. ``{"wal_level": "logical"}`` for logical decoding).
+    With ``HYGGE_TEST_PG_URL`` set, yield that URL instead and do nothing else (the external
+    server's own settings apply).
     """
     external = os.environ.get(ENV_URL)
     if external:
         yield external
         return
 
+    extra = _setting_options(settings)
     initdb = find_pg_binary("initdb")
     pg_ctl = find_pg_binary("pg_ctl")
     if base_dir is None:
@@ -225,7 +243,7 @@ def running_postgres(base_dir: Path | None = None) -> Iterator[str]:
             port = free_port()
             options = (
                 f"-p {port} -k {server_dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" + extra
             )
             try:
                 _run(
