@@ -57,6 +57,8 @@ SCHEMA = pa.schema(
         ("home", pa.string()),
         ("store", pa.string()),
         ("store_commit", pa.string()),
+        ("deleted_count", pa.int64()),  # keys deleted (or soft-deleted) by the run
+        ("reconciled", pa.bool_()),  # the run compared the source's key set with the landed one
     ]
 )
 
@@ -87,6 +89,8 @@ class Entry:
     home: str | None = None
     store: str | None = None
     store_commit: str | None = None
+    deleted_count: int | None = None
+    reconciled: bool | None = None
 
     def to_table(self) -> pa.Table:
         return pa.Table.from_pylist([asdict(self)], schema=SCHEMA)
@@ -180,10 +184,19 @@ class Journal:
         table = table.sort_by([("start_time", "ascending"), ("finish_time", "ascending")])
         return [Entry(**row) for row in table.to_pylist()]
 
-    def last_success(self, flow: str, entity: str) -> Entry | None:
-        """The latest successful landing run (`hygge verify` rows land nothing: never a watermark)."""
+    def successes(self, flow: str, entity: str, store: str | None = None) -> list[Entry]:
+        """Successful landing runs, oldest first (`hygge verify` rows land nothing). With `store`, only
+        runs into that store location: a watermark belongs to (flow, entity, store), so a moved
+        `store.path` starts afresh."""
         runs = [e for e in self.entries(flow, entity) if e.status == "success" and e.run_type != "verify"]
-        return max(runs, key=lambda e: (e.finish_time, e.start_time)) if runs else None
+        if store is not None:
+            runs = [e for e in runs if e.store in (None, store)]
+        return sorted(runs, key=lambda e: (e.finish_time, e.start_time))
+
+    def last_success(self, flow: str, entity: str, store: str | None = None) -> Entry | None:
+        """The latest successful landing run (into `store`, when given)."""
+        runs = self.successes(flow, entity, store)
+        return runs[-1] if runs else None
 
     def _status_of(self, entity_run_id: str) -> str | None:
         try:

@@ -1,7 +1,7 @@
 """Replay a landing zone the way its reader would, and reconcile it with the source.
 
-Open Mirroring: data files in sequence order, `__rowMarker__` applied by key columns (the last change
-per key wins; 2 deletes). Tables without keys are append-only: inserted rows accumulate.
+Open Mirroring tables are replayed by hygge.stores.replay (data files in sequence order, row markers
+applied by key columns).
 
 `verify_entity` streams the source through the entity's home and reads what landed through the
 store's `scan()` (for Open Mirroring, the replay), then reconciles the two: the row count and, per
@@ -16,8 +16,6 @@ difference. Every verification is journaled with run_type "verify" (never a wate
 from __future__ import annotations
 
 import datetime as dt
-import io
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,43 +23,20 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from hygge.changes.deletes import soft_column
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import HyggeError
 from hygge.fabric.schema import conform_for_fabric, conform_schema
 from hygge.journal import new_id
 from hygge.runner import RunIds, journal_for, new_entry, open_entity, record_failure
-from hygge.storage import Storage
+from hygge.stores.replay import replay_open_mirroring
 
 if TYPE_CHECKING:
     from hygge.config.loader import Project
     from hygge.config.models import ResolvedEntity
 
-ROW_MARKER = "__rowMarker__"
-DELETE = 2
-_DATA_FILE = re.compile(r"^(\d{20})\.parquet$")
-
-
-def replay_open_mirroring(table: Storage, keys: list[str]) -> pa.Table:
-    names = sorted(o["path"] for o in table.list() if _DATA_FILE.match(o["path"]))
-    if not names:
-        return pa.table({})
-    frames = []
-    for sequence, name in enumerate(names):
-        data = pq.read_table(io.BytesIO(table.get(name)))
-        frame = pl.from_arrow(data)
-        if ROW_MARKER not in frame.columns:  # an initial load may omit the marker
-            frame = frame.with_columns(pl.lit(0, pl.Int32).alias(ROW_MARKER))
-        frames.append(
-            frame.with_columns(pl.lit(sequence).alias("__file"), pl.int_range(pl.len()).alias("__row"))
-        )
-    changes = pl.concat(frames, how="diagonal_relaxed").sort("__file", "__row")
-    if keys:
-        changes = changes.unique(subset=keys, keep="last", maintain_order=True)
-    changes = changes.filter(pl.col(ROW_MARKER) != DELETE)
-    return changes.drop(ROW_MARKER, "__file", "__row").to_arrow()
-
+__all__ = ["Verification", "replay_open_mirroring", "verify_entity"]
 
 # --- reconciling with the source -----------------------------------------------------------------
 RUN_TYPE = "verify"
@@ -164,6 +139,9 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
                 source[name].update(batch.column(name))
 
         landed_table = store.scan()
+        soft = soft_column(entity)
+        if soft and soft in landed_table.column_names:  # soft-deleted rows are gone from the source
+            landed_table = landed_table.filter(pc.is_null(landed_table.column(soft)))
         landed_rows = landed_table.num_rows
         columns = [_compare(fld.name, fld.type, source[fld.name], landed_table) for fld in target]
         del landed_table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +21,16 @@ class WriteRequest:
     watermark_column: str | None = None
     lookback: float | None = None
     copies: tuple[SourceFile, ...] = ()  # parquet files to land byte for byte instead of the stream
+    # Keys gone from the source (key columns, pinned types), applied in the same commit as the rows.
+    deletes: pa.Table | None = None
+    soft_column: str | None = None  # soft deletes: set this UTC timestamp column instead of removing
+    deleted_at: dt.datetime | None = None
+    owner: str | None = None  # project/flow/entity: recorded with the commit, checked by later writers
+    position: str | None = None  # a change feed's position this commit reaches (journaled with it)
+
+    @property
+    def delete_count(self) -> int:
+        return self.deletes.num_rows if self.deletes is not None else 0
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,9 @@ class Commit:
     run_type: str
     rows: int | None = None
     detail: str = ""
+    owner: str | None = None
+    position: str | None = None
+    foreign: str | None = None  # a change another writer made on top of this commit, if the store can tell
 
 
 class Store(Protocol):
@@ -53,6 +68,19 @@ class Store(Protocol):
     def scan(self) -> pa.Table:
         """Everything landed (tests, verification)."""
         ...
+
+    def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
+        """The key columns of every live landed row (soft-deleted rows excluded), batch by batch."""
+        ...
+
+
+def live_only(batch: pa.RecordBatch, keys: list[str], soft_column: str | None) -> pa.RecordBatch:
+    """The key columns of the rows not soft-deleted."""
+    import pyarrow.compute as pc
+
+    if soft_column and soft_column in batch.schema.names:
+        batch = batch.filter(pc.is_null(batch.column(soft_column)))
+    return batch.select(keys)
 
 
 def _plain(arrow: pa.DataType) -> pa.DataType:

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -19,11 +20,17 @@ from hygge.errors import HyggeError, StoreError
 from hygge.faults import fault
 from hygge.storage import Storage, storage_error
 from hygge.storage.scan import rows_where
-from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged
+from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.files import FileLayout, WrittenFile, write_files
 
 RUN_ID_KEY = "hygge.entity_run_id"
 RUN_TYPE_KEY = "hygge.run_type"
+OWNER_KEY = "hygge.owner"
+POSITION_KEY = "hygge.position"
+# Operations that keep a table's rows as they are: another writer may run them between hygge's runs.
+_MAINTENANCE = {"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "ADD CONSTRAINT", "DROP CONSTRAINT"}
+OP = "__hygge_op"  # in a MERGE's source only: 0 upsert, 2 delete
+UPSERT, DELETE = 0, 2
 
 
 def _quote(name: str) -> str:
@@ -65,12 +72,24 @@ class DeltaStore:
         table = self._table()
         if table is None:
             return None
+        foreign = None
         for entry in table.history(limit=20):
             run_id = entry.get(RUN_ID_KEY)
             if run_id:
                 metrics = entry.get("operationMetrics") or {}
                 rows = metrics.get("num_added_rows", metrics.get("num_source_rows"))
-                return Commit(run_id, entry.get(RUN_TYPE_KEY, ""), rows, f"version {entry.get('version')}")
+                return Commit(
+                    run_id,
+                    entry.get(RUN_TYPE_KEY, ""),
+                    rows,
+                    f"version {entry.get('version')}",
+                    entry.get(OWNER_KEY),
+                    entry.get(POSITION_KEY),
+                    foreign,
+                )
+            operation = str(entry.get("operation", ""))
+            if foreign is None and operation not in _MAINTENANCE:
+                foreign = f"version {entry.get('version')} ({operation}) was written by another writer"
         return None
 
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
@@ -80,13 +99,15 @@ class DeltaStore:
         if table is not None and (table.transaction_version(self.app_id) or -1) >= request.version:
             # This exact attempt already committed (a retried commit): nothing to do.
             return self.recover() or Commit(request.entity_run_id, request.run_type)
+        metadata = {RUN_ID_KEY: request.entity_run_id, RUN_TYPE_KEY: request.run_type}
+        metadata.update({k: v for k, v in ((OWNER_KEY, request.owner), (POSITION_KEY, request.position)) if v})
         props = CommitProperties(
-            custom_metadata={RUN_ID_KEY: request.entity_run_id, RUN_TYPE_KEY: request.run_type},
+            custom_metadata=metadata,
             app_transactions=[Transaction(self.app_id, request.version)],
         )
         try:
             if request.run_type == "incremental" and request.primary_key and table is not None:
-                self._merge(table, reader, request.primary_key, props)
+                self._merge(table, reader, request, props)
             else:
                 mode = "overwrite" if request.run_type == "full_drop" else "append"
                 self._commit_files(table, reader, request, props, mode)
@@ -95,7 +116,11 @@ class DeltaStore:
         except Exception as exc:
             raise StoreError(f"writing {self.describe()} failed: {exc}") from exc
         fault("delta.committed")
-        return self.recover() or Commit(request.entity_run_id, request.run_type)
+        commit = self.recover()
+        if commit is None or commit.entity_run_id != request.entity_run_id:
+            # A MERGE with nothing to change commits nothing: say so, never name an older commit.
+            return Commit(request.entity_run_id, request.run_type, 0, "nothing new")
+        return commit
 
     def _commit_files(
         self, table: Any, reader: pa.RecordBatchReader, request: WriteRequest, props: Any, mode: str
@@ -135,21 +160,45 @@ class DeltaStore:
                     self.location.delete(f.path)
             raise
 
-    def _merge(self, table: Any, reader: pa.RecordBatchReader, keys: list[str], props: Any) -> None:
+    def _merge(self, table: Any, reader: pa.RecordBatchReader, request: WriteRequest, props: Any) -> None:
+        """One MERGE for the run's changes: upserted rows and deleted keys arrive in one source, told
+        apart by an operation column, so both land in a single commit."""
+        keys = request.primary_key
         predicate = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in keys)
+        deletes = request.deletes if request.delete_count else None
+        source = _with_operations(reader, deletes, request.soft_column, request.deleted_at)
+        merger = table.merge(
+            source=source,
+            predicate=predicate,
+            source_alias="s",
+            target_alias="t",
+            commit_properties=props,
+            streamed_exec=True,
+        )
+        if deletes is not None:
+            gone = f"s.{_quote(OP)} = {DELETE}"
+            if request.soft_column:
+                column = _quote(request.soft_column)
+                merger = merger.when_matched_update(
+                    updates={column: f"s.{column}"}, predicate=f"{gone} AND t.{column} IS NULL"
+                )
+            else:
+                merger = merger.when_matched_delete(predicate=gone)
+        live = f"s.{_quote(OP)} = {UPSERT}"
         (
-            table.merge(
-                source=reader,
-                predicate=predicate,
-                source_alias="s",
-                target_alias="t",
-                commit_properties=props,
-                streamed_exec=True,
-            )
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
+            merger.when_matched_update_all(predicate=live, except_cols=[OP])
+            .when_not_matched_insert_all(predicate=live, except_cols=[OP])
             .execute()
         )
+
+    def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
+        table = self._table()
+        if table is None:
+            return
+        dataset = table.to_pyarrow_dataset()
+        extra = [soft_column] if soft_column and soft_column in dataset.schema.names else []
+        for batch in dataset.to_batches(columns=keys + extra, batch_size=262_144, fragment_readahead=1):
+            yield live_only(batch, keys, soft_column)
 
     def max_value(self, column: str) -> Any:
         table = self._table()
@@ -171,6 +220,34 @@ class DeltaStore:
     def scan(self) -> pa.Table:
         table = self._table()
         return table.to_pyarrow_table() if table is not None else pa.table({})
+
+
+def _with_operations(
+    reader: pa.RecordBatchReader, deletes: pa.Table | None, soft: str | None, when: dt.datetime | None
+) -> pa.RecordBatchReader:
+    """The MERGE source: each upserted row with operation 0, then each deleted key (other columns
+    NULL; a soft delete's deleted-at column holds the time) with operation 2."""
+    schema = reader.schema.append(pa.field(OP, pa.int8()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            if batch.num_rows:
+                yield batch.append_column(schema.field(OP), pa.array([UPSERT] * batch.num_rows, pa.int8()))
+        if deletes is None or not deletes.num_rows:
+            return
+        count = deletes.num_rows
+        columns = []
+        for field in reader.schema:
+            if field.name in deletes.column_names:
+                columns.append(deletes.column(field.name).cast(field.type))
+            elif field.name == soft:
+                columns.append(pa.array([when or dt.datetime.now(dt.UTC)] * count, field.type))
+            else:
+                columns.append(pa.nulls(count, field.type))
+        columns.append(pa.array([DELETE] * count, pa.int8()))
+        yield from pa.Table.from_arrays(columns, schema=schema).combine_chunks().to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _stats(file: WrittenFile) -> str:

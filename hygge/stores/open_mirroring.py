@@ -34,12 +34,15 @@ from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manif
 from hygge.faults import fault
 from hygge.slots import waiting
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
+from hygge.stores import key_log
 from hygge.stores.base import Commit, WriteRequest
+from hygge.stores.boundary import Boundary
 from hygge.stores.files import layout_of, write_files
+from hygge.stores.replay import replay_open_mirroring
 
 ROW_MARKER = "__rowMarker__"
 WORK = "_hygge"  # beside the tables; a name starting with '_' is not a table to the service
-INSERT, UPSERT = 0, 4
+INSERT, DELETE, UPSERT = 0, 2, 4
 METADATA = "_metadata.json"
 PARTNER_EVENTS = "_partnerEvents.json"
 _DATA_FILE = re.compile(r"^(\d{20})\.parquet$")
@@ -133,7 +136,14 @@ class OpenMirroringStore:
             return
         except AlreadyExistsError:
             pass
-        current = json.loads(self.table.get(METADATA))
+        self._check_keys_unchanged()
+
+    def _check_keys_unchanged(self) -> None:
+        """`_metadata.json`'s key columns are fixed: an entity that now names others must rebuild."""
+        try:
+            current = json.loads(self.table.get(METADATA))
+        except (NotFoundError, FileNotFoundError):
+            return
         if list(current.get("keyColumns", [])) != self.keys:
             raise StoreError(
                 f"{self.describe()} has key columns {current.get('keyColumns')} but the entity now names "
@@ -152,8 +162,11 @@ class OpenMirroringStore:
     def check_schema(self, schema: pa.Schema, run_type: str) -> str:
         """The run type to use: an added column is fine; a changed type or a dropped column never
         changes in place (Fabric stops replicating the table) — it fails, or rebuilds the table."""
+        if run_type == "full_drop":
+            return run_type
+        self._check_keys_unchanged()  # every run, not only one that publishes: "nothing new" too
         stored = self._stored_schema()
-        if run_type == "full_drop" or stored is None:
+        if stored is None:
             return run_type
         now = {f.name: str(f.type) for f in conform_schema(schema)}
         changed = [(name, old, now.get(name)) for name, old in stored.items() if now.get(name) != old]
@@ -200,7 +213,14 @@ class OpenMirroringStore:
         if not records:
             return None
         last = records[-1][1]
-        return Commit(last["entity_run_id"], last["run_type"], last.get("rows"), ",".join(last["published"]))
+        return Commit(
+            last["entity_run_id"],
+            last["run_type"],
+            last.get("rows"),
+            ",".join(last["published"]),
+            last.get("owner"),
+            last.get("position"),
+        )
 
     def _apply(self, path: str, record: dict[str, Any]) -> None:
         """Publish a committed write; every step is idempotent so a rerun can finish it."""
@@ -247,10 +267,47 @@ class OpenMirroringStore:
             record["done"].append(staged)
             self._save(path, record)
         fault("om.published")
+        self._apply_key_log(record)
         if record.get("boundary"):
             self.work.put("boundary.parquet", self.work.get(record["boundary"]))
         record["state"] = "applied"
         self._save(path, record)
+
+    def _apply_key_log(self, record: dict[str, Any]) -> None:
+        """Move the commit's key log into place (a full_drop's log replaces every earlier one)."""
+        staged, final = record.get("keys_log"), record.get("keys_final")
+        if not staged or not final:
+            return
+        if record["run_type"] == "full_drop":
+            for path in key_log.log_paths(self.work):
+                if path != final:
+                    self.work.delete(path)
+        if self.work.exists(staged):
+            self.work.rename(staged, final, overwrite=True)
+
+    def _deleted(self, request: WriteRequest, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, int]]:
+        """The run's deletes as rows: key columns with marker 2, or (soft) the last landed row with
+        its deleted-at time set, as an upsert."""
+        if not request.delete_count or request.run_type != "incremental" or not self.keys:
+            return
+        deletes = request.deletes
+        assert deletes is not None
+        if request.soft_column:
+            rows = key_log.last_rows(self.work, self.keys, request.soft_column, deletes, schema)
+            when = pa.array([request.deleted_at] * rows.num_rows, schema.field(request.soft_column).type)
+            rows = rows.set_column(schema.get_field_index(request.soft_column), request.soft_column, when)
+            for batch in rows.to_batches():
+                yield batch, UPSERT
+            return
+        count = deletes.num_rows
+        columns = [
+            deletes.column(f.name).cast(f.type) if f.name in self.keys else pa.nulls(count, f.type) for f in schema
+        ]
+        for batch in pa.Table.from_arrays(columns, schema=schema).combine_chunks().to_batches():
+            yield batch, DELETE
+
+    def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
+        return key_log.landed_keys(self.work, keys, soft_column)
 
     # --- writing -------------------------------------------------------------------------------
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
@@ -259,15 +316,31 @@ class OpenMirroringStore:
         # Fabric's column types (time and complex values as text, timestamps in microseconds), then
         # the row marker as the last column.
         schema = conform_schema(reader.schema).append(pa.field(ROW_MARKER, pa.int32(), nullable=False))
-        boundary = _Boundary(request.watermark_column, request.lookback)
+        boundary = Boundary(request.watermark_column, request.lookback)
+        soft = request.soft_column
+        log = None
+        if self.keys:
+            logged = reader.schema if soft else pa.schema([reader.schema.field(k) for k in self.keys])
+            log = key_log.KeyLogWriter(self.work, f"staging/{run}/keys.parquet", logged)
+
+        def fabric(batch: pa.RecordBatch, row_marker: int) -> pa.RecordBatch:
+            conformed = conform_for_fabric(batch)
+            return conformed.append_column(
+                schema.field(ROW_MARKER), pa.array([row_marker] * batch.num_rows, pa.int32())
+            )
 
         def marked() -> Iterator[pa.RecordBatch]:
             for batch in reader:
                 boundary.update(batch)
-                conformed = conform_for_fabric(batch)
-                yield conformed.append_column(
-                    schema.field(ROW_MARKER), pa.array([marker] * batch.num_rows, pa.int32())
-                )
+                if log is not None:
+                    log.add(batch if soft else batch.select(self.keys), key_log.LIVE)
+                yield fabric(batch, marker)
+            # Deletes follow the run's upserts: rows within a file are in change order.
+            for batch, row_marker in self._deleted(request, reader.schema):
+                if log is not None:
+                    op = key_log.LIVE if soft else key_log.GONE
+                    log.add(batch if soft else batch.select(self.keys), op)
+                yield fabric(batch, row_marker)
 
         stamp = _stamp()
         written = write_files(
@@ -284,13 +357,27 @@ class OpenMirroringStore:
             "boundary": None,
             "watermark_max": None,
             "schema": self._schema_files(schema),
+            "keys_log": log.close() if log is not None else None,
+            "keys_final": f"{key_log.FOLDER}/{stamp}-{run}.parquet",
+            "owner": request.owner,
+            "position": request.position,
         }
+        previous = None if request.run_type == "full_drop" else self._boundary_rows()
+        deleted = request.delete_count > 0 and previous is not None and previous.num_rows > 0
+        if deleted:
+            # A deleted key is no longer landed at the boundary: re-inserted as it was, it must land.
+            assert request.deletes is not None and previous is not None
+            previous = previous.join(request.deletes.select(self.keys), keys=self.keys, join_type="left anti")
+        kept = None
         if boundary.column and boundary.max is not None:
-            kept = boundary.rows(previous=None if request.run_type == "full_drop" else self._boundary_rows())
+            kept = boundary.rows(previous=previous)
+            record["watermark_max"] = str(boundary.max)
+        elif deleted:
+            kept = previous
+        if kept is not None:
             sink = io.BytesIO()
             pq.write_table(kept, sink)
             record["boundary"] = f"staging/{run}/boundary.parquet"
-            record["watermark_max"] = str(boundary.max)
             self.work.put(record["boundary"], sink.getvalue())
         fault("om.staged")
         if request.run_type == "incremental":
@@ -299,7 +386,9 @@ class OpenMirroringStore:
         self.work.put(path, json.dumps(record).encode(), create_only=True)
         fault("om.record_written")
         self._apply(path, record)
-        return Commit(run, request.run_type, record["rows"], ",".join(record["published"]))
+        return Commit(
+            run, request.run_type, record["rows"], ",".join(record["published"]), request.owner, request.position
+        )
 
     # --- what landed ---------------------------------------------------------------------------
     def _boundary_rows(self) -> pa.Table | None:
@@ -326,8 +415,6 @@ class OpenMirroringStore:
 
     def scan(self) -> pa.Table:
         """Replay the table as Fabric would: files in sequence order, row markers applied by key."""
-        from hygge.verify import replay_open_mirroring
-
         return replay_open_mirroring(self.table, self.keys)
 
 
@@ -335,54 +422,3 @@ def _footer(storage: Storage, path: str) -> pq.FileMetaData:
     """A parquet file's footer (row groups, statistics), read without reading the data."""
     filesystem, [full] = storage.dataset_paths([path])
     return pq.read_metadata(full, filesystem=filesystem)
-
-
-class _Boundary:
-    """Rows whose watermark lies within `lookback` of the maximum seen: what the next run re-reads."""
-
-    def __init__(self, column: str | None, lookback: float | None) -> None:
-        self.column = column
-        self.lookback = lookback
-        self.max: Any = None
-        self.batches: list[pa.RecordBatch] = []
-
-    def update(self, batch: pa.RecordBatch) -> None:
-        if not self.column or not batch.num_rows:
-            return
-        values = batch.column(batch.schema.get_field_index(self.column))
-        if values.null_count == len(values):
-            return
-        top = pc.max(values).as_py()
-        if self.max is None or top > self.max:
-            self.max = top
-        kept = batch.filter(pc.fill_null(pc.greater_equal(values, self._low()), False))
-        if kept.num_rows:
-            self.batches.append(kept)
-        low = self._low()
-        self.batches = [
-            b.filter(
-                pc.fill_null(pc.greater_equal(b.column(b.schema.get_field_index(self.column)), low), False)
-            )
-            for b in self.batches
-        ]
-
-    def _low(self) -> Any:
-        if self.max is None or not self.lookback:
-            return self.max
-        from hygge.watermark import lower_bound
-
-        kind = {int: "int", str: "string", dt.date: "date"}.get(type(self.max), "decimal")
-        if isinstance(self.max, dt.datetime):
-            kind = "datetime"
-        return lower_bound(self.max, kind, self.lookback)
-
-    def rows(self, previous: pa.Table | None) -> pa.Table:
-        tables = [pa.Table.from_batches(self.batches)] if self.batches else []
-        if previous is not None and previous.num_rows:
-            prev = previous.drop_columns([c for c in previous.column_names if c == ROW_MARKER])
-            tables.insert(0, prev)
-        if not tables:
-            return pa.table({})
-        table = pa.concat_tables(tables, promote_options="permissive")
-        values = table.column(self.column)
-        return table.filter(pc.fill_null(pc.greater_equal(values, self._low()), False))

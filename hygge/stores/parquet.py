@@ -24,7 +24,7 @@ from hygge.errors import StoreError
 from hygge.faults import fault
 from hygge.storage import NotFoundError, Storage
 from hygge.storage.scan import rows_where
-from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged
+from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.files import layout_of, write_files
 
 STAGING = "_hygge_staging"
@@ -92,6 +92,16 @@ class ParquetStore:
         field = pc.field(column)
         return rows_where(dataset, column, (field >= low) & (field <= high))
 
+    def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
+        filesystem, _ = self.location.filesystem()
+        for path in self.data_files():
+            _, [local] = self.location.dataset_paths([path])
+            with filesystem.open_input_file(local) as handle:
+                file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
+                extra = [soft_column] if soft_column and soft_column in file.schema_arrow.names else []
+                for batch in file.iter_batches(batch_size=262_144, columns=keys + extra):
+                    yield live_only(batch, keys, soft_column)
+
     # --- commits -------------------------------------------------------------------------------
     def _commit_records(self) -> list[tuple[str, dict[str, Any]]]:
         records = []
@@ -115,7 +125,14 @@ class ParquetStore:
         if not records:
             return None
         last = records[-1][1]
-        return Commit(last["entity_run_id"], last["run_type"], last.get("rows"), records[-1][0])
+        return Commit(
+            last["entity_run_id"],
+            last["run_type"],
+            last.get("rows"),
+            records[-1][0],
+            last.get("owner"),
+            last.get("position"),
+        )
 
     def _apply(self, record_path: str, record: dict[str, Any]) -> None:
         for staged, final in record["adds"]:
@@ -162,10 +179,12 @@ class ParquetStore:
 
         removes: list[str] = []
         adds = list(staged)
+        deletes = request.deletes if request.delete_count and request.run_type == "incremental" else None
         if request.run_type == "full_drop":
             removes = landed
-        elif keys:
-            rewrites, removes = self._rewrite_without(pa.concat_tables(keys), landed, request, stamp)
+        elif keys or (deletes is not None and landed):
+            replaced = pa.concat_tables(keys) if keys else None
+            rewrites, removes = self._rewrite_without(replaced, deletes, landed, request, stamp)
             adds += rewrites
         fault("parquet.staged")
         record = {
@@ -175,31 +194,45 @@ class ParquetStore:
             "state": "pending",
             "adds": [[s, f] for s, f in adds],
             "removes": removes,
+            "owner": request.owner,
+            "position": request.position,
         }
         record_path = f"{COMMITS}/{stamp}-{run}.json"
         self.location.put(record_path, json.dumps(record).encode(), create_only=True)
         fault("parquet.record_written")
         self._apply(record_path, record)
-        return Commit(run, request.run_type, rows, record_path)
+        return Commit(run, request.run_type, rows, record_path, request.owner, request.position)
 
     def _rewrite_without(
-        self, new_keys: pa.Table, landed: list[str], request: WriteRequest, stamp: str
+        self,
+        replaced: pa.Table | None,
+        deletes: pa.Table | None,
+        landed: list[str],
+        request: WriteRequest,
+        stamp: str,
     ) -> tuple[list[tuple[str, str]], list[str]]:
-        """Rewrite (into staging) every landed file holding a key that the new rows replace."""
+        """Rewrite (into staging) every landed file holding a key that the new rows replace or that is
+        deleted: replaced and hard-deleted rows are left out, soft-deleted rows get the deleted-at time."""
         key_names = request.primary_key
-        new_keys = new_keys.group_by(key_names).aggregate([])
+        soft = request.soft_column if deletes is not None else None
+        gone = [t.select(key_names) for t in (replaced, None if soft else deletes) if t is not None]
+        dropped = pa.concat_tables(gone).group_by(key_names).aggregate([]) if gone else None
+        marked = None
+        if soft and deletes is not None:
+            marked = deletes.select(key_names).append_column("__hygge_gone", pa.array([True] * deletes.num_rows))
+        touched = pa.concat_tables([t.select(key_names) for t in (dropped, marked) if t is not None])
         rewrites: list[tuple[str, str]] = []
         removes: list[str] = []
         filesystem, _ = self.location.filesystem()
         for index, path in enumerate(landed):
             _, [local] = self.location.dataset_paths([path])
             old_keys = pq.read_table(local, columns=key_names, filesystem=filesystem)
-            hit = old_keys.join(new_keys, keys=key_names, join_type="left semi")
+            hit = old_keys.join(touched, keys=key_names, join_type="left semi")
             if hit.num_rows == 0:
                 continue
             removes.append(path)
-            if hit.num_rows == old_keys.num_rows:
-                continue  # every row is replaced: nothing to keep
+            if marked is None and hit.num_rows == old_keys.num_rows:
+                continue  # every row is replaced or deleted: nothing to keep
             prefix = f"{STAGING}/{request.entity_run_id}/part-{stamp}-{request.entity_run_id}-r{index:05d}"
             with filesystem.open_input_file(local) as handle:
                 file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
@@ -208,9 +241,11 @@ class ParquetStore:
                 def kept(file: pq.ParquetFile = file, schema: pa.Schema = schema) -> Iterator[pa.RecordBatch]:
                     # Batch by batch, so a large file is never held whole.
                     for batch in file.iter_batches(batch_size=65_536):
-                        rest = pa.Table.from_batches([batch]).join(
-                            new_keys, keys=key_names, join_type="left anti"
-                        )
+                        rest = pa.Table.from_batches([batch])
+                        if dropped is not None:
+                            rest = rest.join(dropped, keys=key_names, join_type="left anti")
+                        if marked is not None and soft:
+                            rest = _soft_delete(rest, marked, key_names, soft, request.deleted_at)
                         yield from rest.select(schema.names).cast(schema).to_batches()
 
                 written = write_files(
@@ -222,3 +257,19 @@ class ParquetStore:
                 )
             rewrites += [(f.path, f.path.rsplit("/", 1)[1]) for f in written]
         return rewrites, removes
+
+
+def _soft_delete(
+    rows: pa.Table, marked: pa.Table, keys: list[str], column: str, when: dt.datetime | None
+) -> pa.Table:
+    """Set `column` to `when` on rows whose key is in `marked` and that are not soft-deleted yet."""
+    if not rows.num_rows or column not in rows.column_names:
+        return rows
+    joined = rows.join(marked, keys=keys, join_type="left outer")
+    current = joined.column(column)
+    hit = pc.and_(pc.is_valid(joined.column("__hygge_gone")), pc.is_null(current))
+    stamp = pa.scalar(when or dt.datetime.now(dt.UTC), current.type)
+    updated = pc.if_else(hit, stamp, current)
+    return joined.set_column(joined.schema.get_field_index(column), column, updated).drop_columns(
+        ["__hygge_gone"]
+    )
