@@ -91,7 +91,11 @@ def run_entities(
     concurrency: int | None = None,
     continue_on_error: bool | None = None,
     events: Events | None = None,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> RunSummary:
+    """Land `entities` (at most `concurrency` at once), then publish the journal if all succeeded.
+    `reconcile` and `allow_mass_delete` apply to every entity with a `deletes:` policy."""
     events = events or Events()
     summary = RunSummary(coordinator_run_id=new_id())
     workers = concurrency or project.config.options.concurrency
@@ -106,7 +110,15 @@ def run_entities(
             events.started(entity)
             ids = RunIds(project.config.name, summary.coordinator_run_id, flow_runs[entity.flow])
             try:
-                result = _land_retrying(project, entity, ids, run_type, lambda n: events.rows(entity, n))
+                result = _land_retrying(
+                    project,
+                    entity,
+                    ids,
+                    run_type,
+                    lambda n: events.rows(entity, n),
+                    reconcile=reconcile,
+                    allow_mass_delete=allow_mass_delete,
+                )
             except HyggeError as exc:
                 result = _failed(entity, run_type, exc)
         events.finished(result)
@@ -158,6 +170,9 @@ def _land_retrying(
     ids: RunIds,
     run_type: str | None,
     on_rows: Callable[[int], None],
+    *,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> EntityResult:
     """land_entity, tried again when the failure is transient (a dropped connection, a server that is
     briefly away): the Prefect task's policy (HYGGE_TASK_RETRIES, HYGGE_TASK_RETRY_DELAY_SECONDS, its
@@ -166,7 +181,15 @@ def _land_retrying(
     attempt = 0
     while True:
         try:
-            return land_entity(project, entity, ids, run_type=run_type, on_rows=on_rows)
+            return land_entity(
+                project,
+                entity,
+                ids,
+                run_type=run_type,
+                on_rows=on_rows,
+                reconcile=reconcile,
+                allow_mass_delete=allow_mass_delete,
+            )
         except HyggeError as exc:
             if not exc.transient or attempt >= config.task_retries:
                 raise

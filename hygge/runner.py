@@ -11,27 +11,39 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hygge import watermark as wm
+from hygge.changes import deletes
+from hygge.changes.feed import feed_for
+from hygge.changes.integrity import KeyCheck
+from hygge.changes.keys import KeyShape
 from hygge.config.loader import Project
 from hygge.config.models import OpenMirroringStoreConfig, ResolvedEntity, SqlHomeConfig
+from hygge.drift import NOTHING_NEW, check_owner, owner_of, starting_point
 from hygge.errors import ConfigError, HyggeError, JournalError, StoreError
 from hygge.faults import fault
-from hygge.homes import Bound, make_home
+from hygge.homes import make_home
 from hygge.journal import Entry, Journal, new_id
 from hygge.lease import EntityLease
+from hygge.reading import RunOptions, new_watermark, read_feed, read_watermark
 from hygge.storage import Storage
 from hygge.stores import WriteRequest, make_store, store_root
+from hygge.stores.base import Commit
+from hygge.streams import (
+    Guard,
+    Observer,
+    RowsCallback,
+    copy_keys,
+    drop_already_landed,
+    observe_copies,
+    prepend,
+)
 from hygge.typemap import schema_fingerprint
-
-RowsCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -79,20 +91,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class _Guard:
-    """Remembers an error raised while a store consumes the stream (drivers may wrap it)."""
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-
-    def wrap(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from batches
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-
 def land_entity(
     project: Project,
     entity: ResolvedEntity,
@@ -100,14 +98,20 @@ def land_entity(
     *,
     run_type: str | None = None,
     on_rows: RowsCallback | None = None,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> EntityResult:
     """Land one entity and journal the outcome; raises HyggeError on failure (after journaling it).
+
+    `reconcile` compares key sets this run whatever `deletes.every` says; `allow_mass_delete` lets
+    this run delete more than `deletes.max_share` of the landed keys.
 
     The entity's lease (hygge.lease) is held from before recovery until after the journal write, so
     two runs of one entity never interleave: the second waits, then refuses with ConcurrencyError."""
     lease = EntityLease(journal_for(entity, project).location, entity.flow, entity.name)
+    options = RunOptions(run_type, reconcile, allow_mass_delete)
     try:
-        return _land_entity(project, entity, ids, lease, run_type, on_rows)
+        return _land_entity(project, entity, ids, lease, options, on_rows)
     finally:
         lease.release()
 
@@ -117,29 +121,42 @@ def _land_entity(
     entity: ResolvedEntity,
     ids: RunIds,
     lease: EntityLease,
-    run_type: str | None,
+    options: RunOptions,
     on_rows: RowsCallback | None,
 ) -> EntityResult:
     entity_run_id = new_id()
     start = _now()
     clock = time.perf_counter()
-    run_type = run_type or entity.run_type
+    run_type = options.run_type or entity.run_type
     journal = journal_for(entity, project)
     where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
     mark = entity.watermark
+    owner = owner_of(project.config.name, entity)
     entry = new_entry(entity, ids, entity_run_id, run_type, start, "fail")
     result = EntityResult(entity.flow, entity.name, "fail", run_type, entity_run_id=entity_run_id)
-    guard = _Guard()
-    observer = _Observer(None, on_rows)
+    guard = Guard()
+    observer = Observer(None, on_rows)
+    feed = None
     try:
         lease.take(entity_run_id, ids.coordinator_run_id)
         home, store, schema = open_entity(project, entity, entry)
-        kind = _check_entity(entity, schema, run_type)
+        feed = feed_for(entity, home) if entity.feed is not None else None
+        rowversion = getattr(home, "rowversion_columns", frozenset)()
+        kind = feed.kind if feed is not None else _check_entity(entity, schema, run_type, rowversion)
+        _check_keys(entity, schema)
+        if mark and mark.dedupe_by and not hasattr(home, "select_sql"):
+            raise ConfigError(
+                "`watermark.dedupe_by` is done by the SQL server, and this entity's home is not SQL",
+                hint="remove `dedupe_by` and fix the repeated keys in the files",
+                field="watermark.dedupe_by",
+                **where,
+            )
         entry.watermark_type = kind
+        stored = deletes.store_schema(entity, schema)
         check_schema = getattr(store, "check_schema", None)
         if check_schema is not None:
-            run_type = entry.run_type = result.run_type = check_schema(schema, run_type)
-        recovered = _recover(store, journal, entity, ids, kind, run_type)
+            run_type = entry.run_type = result.run_type = check_schema(stored, run_type)
+        recovered, commit = _recover(store, journal, entity, ids, kind, run_type, owner)
         if recovered is not None:
             fault("runner.recovered")
         if recovered is not None and recovered.run_type == "full_drop" and run_type == "full_drop":
@@ -151,76 +168,70 @@ def _land_entity(
             result.message = recovered.message or ""
             result.duration = time.perf_counter() - clock
             return result
+        begin = starting_point(entity, journal, store, commit, run_type)
+        run_type = entry.run_type = result.run_type = begin.run_type
+        entry.message = result.message = begin.note
 
-        previous = journal.last_success(entity.flow, entity.name) if run_type == "incremental" else None
-        bound = None
-        prev_value = None
-        if previous and previous.watermark and mark and previous.watermark_column == mark.watermark_column:
-            entry.previous_watermark = result.watermark_before = previous.watermark
-            prev_value = wm.from_text(previous.watermark, kind)  # type: ignore[arg-type]
-            bound = Bound(
-                mark.watermark_column,  # type: ignore[arg-type]
-                kind,  # type: ignore[arg-type]
-                wm.lower_bound(prev_value, kind, mark.lookback),  # type: ignore[arg-type]
-            )
-
-        tracker = wm.MaxTracker(mark.watermark_column, kind) if mark and kind else None
-        observer.tracker = tracker
-        copies = _copies(home, store, run_type, bound)
-        if copies:
-            # The home's files already hold the pinned schema: land their bytes, no decode or encode.
-            _observe_copies(observer, copies, mark.watermark_column if tracker else None)
-            lease.check()
-            commit = store.write(
-                pa.RecordBatchReader.from_batches(schema, iter(())),
-                WriteRequest(
-                    run_type=run_type,
-                    entity_run_id=entity_run_id,
-                    version=time.time_ns() // 1000,
-                    copies=tuple(copies),
-                ),
-            )
-            commit_detail = commit.detail
+        if feed is not None:
+            plan = read_feed(entity, home, store, feed, begin.previous, run_type, options)
         else:
-            reader = home.read(bound)
-            batches: Iterator[pa.RecordBatch] = lease.guard(iter(reader))
-            if bound is not None and not (mark and mark.primary_key):
-                landed = store.rows_between(bound.column, bound.value, prev_value)
-                batches = _drop_already_landed(batches, landed, bound.column, bound.value, prev_value)
+            plan = read_watermark(
+                entity, home, store, journal, begin.previous, run_type, kind, options, entry
+            )
+        run_type = entry.run_type = result.run_type = plan.run_type
+        if begin.previous is not None and plan.run_type == "incremental":
+            entry.previous_watermark = result.watermark_before = begin.previous.watermark
+        tracker = wm.MaxTracker(mark.watermark_column, kind) if feed is None and mark and kind else None
+        observer.tracker = tracker
+        soft = deletes.soft_column(entity)
+        keys = entity.keys
+        request = WriteRequest(
+            run_type=plan.run_type,
+            entity_run_id=entity_run_id,
+            version=time.time_ns() // 1000,
+            primary_key=keys,
+            watermark_column=mark.watermark_column if mark else None,
+            lookback=mark.lookback if mark else None,
+            deletes=plan.deletes,
+            soft_column=soft,
+            deleted_at=start,
+            owner=owner,
+            position=plan.position,
+        )
+        if plan.copies:
+            # The home's files already hold the pinned schema: land their bytes, no decode or encode.
+            if keys:
+                KeyCheck(KeyShape.of(schema, keys)).check_tables(copy_keys(plan.copies, keys))
+            observe_copies(observer, plan.copies, mark.watermark_column if tracker else None)
+            lease.check()
+            commit_detail = store.write(plan.reader, replace(request, copies=tuple(plan.copies))).detail
+        else:
+            batches: Iterator[pa.RecordBatch] = lease.guard(iter(plan.reader))
+            if plan.bound is not None:
+                landed = store.rows_between(plan.bound.column, plan.bound.value, plan.prev_value)
+                batches = drop_already_landed(
+                    batches, landed, plan.bound.column, plan.bound.value, plan.prev_value
+                )
+            if plan.run_type == "full_drop" and entity.deletes is not None and commit is not None:
+                batches = deletes.refuse_emptying(batches, entity, store, options.allow_mass_delete)
+            if soft:
+                batches = deletes.with_deleted_at(batches, stored)
+            if keys:
+                batches = KeyCheck(KeyShape.of(schema, keys)).wrap(batches)
             counted = observer.wrap(batches)
             first = next(counted, None)
-            write_type = run_type
-            if (
-                run_type == "incremental"
-                and bound is None
-                and previous is not None
-                and not (mark and mark.primary_key)
-            ):
-                # No watermark to start from (the column held only NULLs, or it changed): everything is
-                # read again, and without a key to merge on, appending it would double every landed row.
-                write_type = "full_drop"
-            if first is None and run_type == "incremental":
-                commit_detail = "nothing new"
+            if first is None and plan.run_type == "incremental" and not request.delete_count:
+                commit_detail = NOTHING_NEW
             else:
-                stream = pa.RecordBatchReader.from_batches(schema, guard.wrap(_prepend(first, counted)))
-                commit = store.write(
-                    stream,
-                    WriteRequest(
-                        run_type=write_type,
-                        entity_run_id=entity_run_id,
-                        version=time.time_ns() // 1000,
-                        primary_key=list(mark.primary_key) if mark else [],
-                        watermark_column=mark.watermark_column if mark else None,
-                        lookback=mark.lookback if mark else None,
-                    ),
-                )
-                commit_detail = commit.detail
+                stream = pa.RecordBatchReader.from_batches(stored, guard.wrap(prepend(first, counted)))
+                commit_detail = store.write(stream, request).detail
         result.rows = observer.rows
-        new_value = tracker.value if tracker else None
-        if prev_value is not None and (new_value is None or new_value < prev_value):
-            new_value = prev_value
-        if new_value is not None and kind:
-            entry.watermark = result.watermark_after = wm.to_text(new_value, kind)
+        new_watermark(entry, result, plan, tracker, kind, home)
+        entry.deleted_count = request.delete_count
+        if request.delete_count:
+            what = "soft-deleted" if soft else "deleted"
+            note = f"{what} {request.delete_count:,} key(s) gone from the source"
+            entry.message = result.message = "; ".join(p for p in (begin.note, note) if p)
         entry.store_commit = commit_detail
         entry.status = result.status = "success"
         entry.row_count = result.rows
@@ -240,6 +251,8 @@ def _land_entity(
     fault("runner.committed")
     lease.check()
     journal.record(entry)
+    if feed is not None and plan.window is not None:
+        feed.acknowledge(plan.window)  # only now may the source forget what this run read
     return result
 
 
@@ -261,49 +274,70 @@ def open_entity(project: Project, entity: ResolvedEntity, entry: Entry) -> tuple
     return home, store, schema
 
 
-def _check_entity(entity: ResolvedEntity, schema: pa.Schema, run_type: str) -> str | None:
-    """Validate watermark and key columns against the pinned schema; return the watermark kind."""
+def _check_keys(entity: ResolvedEntity, schema: pa.Schema) -> None:
+    """Every primary key column must be in the pinned schema."""
+    for key in entity.keys:
+        if schema.get_field_index(key) < 0:
+            raise ConfigError(
+                f"primary key column '{key}' is not in the source",
+                hint=f"use one of: {', '.join(schema.names)}",
+                field="watermark.primary_key",
+                file=entity.file,
+                flow=entity.flow,
+                entity=entity.name,
+            )
+
+
+def _check_entity(
+    entity: ResolvedEntity, schema: pa.Schema, run_type: str, rowversion: frozenset[str] = frozenset()
+) -> str | None:
+    """Validate the watermark column against the pinned schema; return the watermark kind."""
     mark = entity.watermark
     where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
     if run_type == "incremental" and not (mark and mark.watermark_column):
         raise ConfigError(
             "an incremental run needs watermark.watermark_column", hint="set it, or use --full-drop", **where
         )
-    for key in mark.primary_key if mark else []:
-        if schema.get_field_index(key) < 0:
-            raise ConfigError(
-                f"primary key column '{key}' is not in the source",
-                hint=f"use one of: {', '.join(schema.names)}",
-                field="watermark.primary_key",
-                **{k: v for k, v in where.items()},
-            )
     if mark and mark.watermark_column:
         try:
-            return wm.check_column(schema, mark.watermark_column)
+            return wm.check_column(schema, mark.watermark_column, rowversion)
         except HyggeError as exc:
             raise exc.with_context(**where) from None
     return None
 
 
 def _recover(
-    store: Any, journal: Journal, entity: ResolvedEntity, ids: RunIds, kind: str | None, run_type: str
-) -> Entry | None:
-    """Journal a commit that an interrupted run made but could not record; return that entry."""
+    store: Any,
+    journal: Journal,
+    entity: ResolvedEntity,
+    ids: RunIds,
+    kind: str | None,
+    run_type: str,
+    owner: str,
+) -> tuple[Entry | None, Commit | None]:
+    """Journal a commit that an interrupted run made but could not record; return that entry (if
+    any) and the store's last commit. A commit another owner made is refused, never journaled."""
     commit = store.recover()
+    check_owner(commit, owner, store)
     if commit is None or journal.succeeded(commit.entity_run_id):
-        return None
+        return None, commit
     mark = entity.watermark
-    value = store.max_value(mark.watermark_column) if mark and mark.watermark_column and kind else None
+    if commit.position is not None:
+        text = commit.position
+    else:
+        column = mark.watermark_column if mark else None
+        value = store.max_value(column) if column and kind else None
+        text = wm.to_text(value, kind) if value is not None and kind else None
     entry = new_entry(entity, ids, commit.entity_run_id, commit.run_type or run_type, _now(), "success")
     entry.row_count = commit.rows
     entry.duration = 0.0
     entry.watermark_type = kind
-    entry.watermark = wm.to_text(value, kind) if value is not None and kind else None
+    entry.watermark = text
     entry.message = "recovered: the store committed this run but the journal did not record it"
     entry.store = store.describe()
     entry.store_commit = commit.detail
     journal.record(entry)
-    return entry
+    return entry, commit
 
 
 def new_entry(
@@ -325,79 +359,6 @@ def new_entry(
         primary_key=",".join(mark.primary_key) if mark and mark.primary_key else None,
         watermark_column=mark.watermark_column if mark else None,
     )
-
-
-class _Observer:
-    """Counts rows, tracks the watermark maximum and reports progress as batches pass."""
-
-    def __init__(self, tracker: wm.MaxTracker | None, on_rows: RowsCallback | None) -> None:
-        self.tracker = tracker
-        self.on_rows = on_rows
-        self.rows = 0
-
-    def wrap(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if self.tracker is not None:
-                self.tracker.update(batch)
-            self.count(batch.num_rows)
-            fault("extract.batch")
-            yield batch
-
-    def count(self, rows: int) -> None:
-        self.rows += rows
-        if self.on_rows is not None:
-            self.on_rows(rows)
-
-
-def _copies(home: Any, store: Any, run_type: str, bound: Bound | None) -> list[Any] | None:
-    """A full load from files that already hold the pinned schema, into a store that can take them."""
-    if run_type != "full_drop" or bound is not None or not getattr(store, "accepts_copies", False):
-        return None
-    offer = getattr(home, "copyable_files", None)
-    return offer() if offer is not None else None
-
-
-def _observe_copies(observer: _Observer, copies: list[Any], column: str | None) -> None:
-    """Count the copied rows, and track the watermark from that one column (never the whole file)."""
-    import pyarrow.parquet as pq
-
-    for source in copies:
-        if column is not None and observer.tracker is not None:
-            with source.filesystem.open_input_file(source.path) as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(columns=[column]):
-                    observer.tracker.update(batch)
-        observer.count(source.metadata.num_rows)
-
-
-def _prepend(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    if first is not None:
-        yield first
-    yield from rest
-
-
-def _drop_already_landed(
-    batches: Iterator[pa.RecordBatch], landed: pa.Table, column: str, low: Any, high: Any
-) -> Iterator[pa.RecordBatch]:
-    """Without a primary key, rows re-read in [low, high] are matched against landed rows as a multiset.
-
-    Only the (small) re-read window is compared row by row; every other row passes untouched.
-    """
-    remaining = Counter(tuple(row.values()) for row in landed.to_pylist()) if landed.num_rows else Counter()
-    for batch in batches:
-        values = batch.column(batch.schema.get_field_index(column))
-        in_window = pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high))
-        in_window = pc.fill_null(in_window, False)
-        if not remaining or not pc.any(in_window).as_py():
-            yield batch
-            continue
-        keep = [True] * batch.num_rows
-        window_rows = pc.indices_nonzero(in_window).to_pylist()
-        for index, row in zip(window_rows, batch.take(window_rows).to_pylist(), strict=True):
-            key = tuple(row.values())
-            if remaining[key] > 0:
-                remaining[key] -= 1
-                keep[index] = False
-        yield batch.filter(pa.array(keep))
 
 
 _DISK_FULL_HINT = (

@@ -72,6 +72,16 @@ def go(
         list[str] | None, typer.Option("--var", help="flow.<flow>.<key>=value; repeatable")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list what would run")] = False,
+    reconcile: Annotated[
+        bool,
+        typer.Option("--reconcile", help="Compare key sets now (entities with `deletes:`), whatever `every` says"),
+    ] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-delete", help="Let this run delete more than `deletes.max_share` of the landed keys"
+        ),
+    ] = False,
 ) -> None:
     """Run flows: land every selected entity, then compact the journal if all succeeded."""
     from hygge.cli.progress import LiveProgress, print_summary
@@ -92,7 +102,13 @@ def go(
         return
     with LiveProgress(console) as live:
         summary = run_entities(
-            loaded, chosen, run_type=run_type, concurrency=concurrency, events=live.events()
+            loaded,
+            chosen,
+            run_type=run_type,
+            concurrency=concurrency,
+            events=live.events(),
+            reconcile=reconcile,
+            allow_mass_delete=allow_mass_delete,
         )
     print_summary(console, summary)
     raise typer.Exit(0 if summary.ok else 1)

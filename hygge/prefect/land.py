@@ -73,9 +73,20 @@ def land_entity_task(
     run_type: str | None = None,
     variables: dict[str, Any] | None = None,
     concurrency: int = 4,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     with holding(_slots(f"{coordinator_run_id}/{flow_name}", concurrency)):
-        return _land_one(project, flow_name, entity_name, coordinator_run_id, run_type, variables)
+        return _land_one(
+            project,
+            flow_name,
+            entity_name,
+            coordinator_run_id,
+            run_type,
+            variables,
+            reconcile,
+            allow_mass_delete,
+        )
 
 
 def _source_limit(entity: ResolvedEntity, run: str) -> list[str]:
@@ -118,6 +129,8 @@ def _land_one(
     coordinator_run_id: str,
     run_type: str | None,
     variables: dict[str, Any] | None,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     loaded = _load(project, variables, coordinator_run_id)
@@ -126,7 +139,9 @@ def _land_one(
     logger.info("landing %s.%s (%s)", flow_name, entity_name, run_type or entity.run_type)
     limits = _source_limit(entity, coordinator_run_id)
     with concurrency(limits, occupy=1, strict=False) if limits else contextlib.nullcontext():
-        result = land_entity(loaded, entity, ids, run_type=run_type)
+        result = land_entity(
+            loaded, entity, ids, run_type=run_type, reconcile=reconcile, allow_mass_delete=allow_mass_delete
+        )
     logger.info(
         "%s.%s: %s rows, watermark %s → %s",
         flow_name,
@@ -156,12 +171,22 @@ def land_flow(
     run_type: str | None = None,
     variables: dict[str, Any] | None = None,
     concurrency: int = 4,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> list[dict[str, Any]]:
     """One hygge flow: a task per entity, `concurrency` of them landing at once (an entity that only
     waits hands its slot to another; see hygge.slots)."""
     futures = [
         land_entity_task.submit(
-            project, flow_name, name, coordinator_run_id, run_type, variables, concurrency
+            project,
+            flow_name,
+            name,
+            coordinator_run_id,
+            run_type,
+            variables,
+            concurrency,
+            reconcile,
+            allow_mass_delete,
         )
         for name in entity_names
     ]
@@ -198,8 +223,13 @@ def land(
     variables: dict[str, Any] | None = None,
     fan_out: bool = False,
     publish: bool = True,
+    reconcile: bool = False,
+    allow_mass_delete: bool = False,
 ) -> list[dict[str, Any]]:
     """Land the selected flows and entities of a hygge project (all of them by default).
+
+    `reconcile` compares key sets now for entities with `deletes:`; `allow_mass_delete` lets this run
+    delete more than their `deletes.max_share` (both as `hygge go --reconcile --allow-mass-delete`).
 
     `project` defaults to HYGGE_PROJECT (else the working folder). With `fan_out`, each entity runs
     as its own run of this deployment (so a large flow spreads over many containers) and this run
@@ -211,7 +241,8 @@ def land(
     coordinator_run_id = str(flow_run.id or new_id())
     progress = create_progress_artifact(0.0, key="hygge-progress", description="entities landed, in %")
     if fan_out:
-        results = _fan_out(loaded, project, chosen, run_type, variables, concurrency, progress)
+        extra = {"reconcile": reconcile, "allow_mass_delete": allow_mass_delete}
+        results = _fan_out(loaded, project, chosen, run_type, variables, concurrency, progress, extra)
     else:
         by_flow: dict[str, list[str]] = {}
         for entity in chosen:
@@ -222,7 +253,17 @@ def land(
             threads = min(len(names), workers * 2)
             subflow = land_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=threads))
             results.extend(
-                subflow(project, flow_name, names, coordinator_run_id, run_type, variables, workers)
+                subflow(
+                    project,
+                    flow_name,
+                    names,
+                    coordinator_run_id,
+                    run_type,
+                    variables,
+                    workers,
+                    reconcile,
+                    allow_mass_delete,
+                )
             )
             update_progress_artifact(progress, 100.0 * len(results) / max(len(chosen), 1))
     failed = [r for r in results if r["status"] != "success"]
@@ -260,6 +301,7 @@ def _fan_out(
     variables: dict[str, Any] | None,
     concurrency: int | None,
     progress: Any,
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every entity as its own run of this deployment; wait for all; read their outcome back
     from the journal (child runs may run in other containers)."""
@@ -288,6 +330,7 @@ def _fan_out(
                 "variables": variables,
                 "fan_out": False,
                 "publish": False,
+                **(extra or {}),
             },
             flow_run_name=f"{key}",
             as_subflow=False,
