@@ -147,22 +147,23 @@ def test_verify_matches_then_names_the_changed_columns(tmp_path: Path, pg_db: st
 
     catch_up = run(root, "f", "mixed")  # incremental from the landing run's watermark
     assert catch_up.watermark_before == landing.watermark_after
-    assert catch_up.rows == 2  # the changed row, and the previous maximum (the bound is inclusive)
+    # The changed row only: the previous maximum is re-read (the bound is inclusive) but landed unchanged.
+    assert catch_up.rows == 1
     assert verify(root).ok
 
 
-@pytest.mark.parametrize(("store", "left"), [("parquet", 11), ("open_mirroring", 12)])
+@pytest.mark.parametrize(("store", "left"), [("parquet", 12), ("open_mirroring", 12)])
 def test_verify_reports_row_counts_when_a_landed_file_goes_missing(
     tmp_path: Path, pg_db: str, store: str, left: int
 ) -> None:
-    """Deleting the data file an incremental run landed (ids 12-15: 12 re-read at the inclusive bound)
-    leaves fewer landed rows than the source. Parquet had rewritten id 12 out of the first file, so 11
-    rows are left; Open Mirroring's replay still finds id 12's insert in the first file, so 12 are."""
+    """Deleting the data file an incremental run landed (ids 13-15; id 12, re-read at the inclusive
+    bound unchanged, is not landed again) leaves fewer landed rows than the source: the 12 of the
+    first load."""
     create(pg_db)
     root = project(tmp_path, pg_db, store)
     run(root, "f", "mixed", run_type="full_drop")
     insert(pg_db, range(13, 16))
-    assert run(root, "f", "mixed").rows == 4
+    assert run(root, "f", "mixed").rows == 3
     assert verify(root).ok
     folder = tmp_path / ("zone/mixed" if store == "open_mirroring" else "lake/mixed")
     [newest] = [p for p in folder.glob("*.parquet") if 15 in pq.read_table(p).column("id").to_pylist()]
