@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from hygge import watermark as wm
 from hygge.changes import deletes
-from hygge.changes.feed import feed_for
+from hygge.changes.feed_for import feed_for
 from hygge.changes.integrity import KeyCheck
 from hygge.changes.keys import KeyShape
 from hygge.config.loader import Project

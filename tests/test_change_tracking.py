@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 from sqlglot import exp
 
-from hygge.changes.feed import FeedChanges, FeedWindow, feed_for
+from hygge.changes.feed import FeedChanges, FeedWindow
+from hygge.changes.feed_for import feed_for
 from hygge.changes.mssql_ct import ChangeTrackingFeed
 from hygge.config.models import ConnectionConfig, ResolvedEntity
 from hygge.errors import ConfigError, SourceError

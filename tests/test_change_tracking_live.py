@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from hygge import watermark as wm
-from hygge.changes.feed import FeedChanges, feed_for
+from hygge.changes.feed import FeedChanges
+from hygge.changes.feed_for import feed_for
 from hygge.config.models import ResolvedEntity
 from hygge.homes.base import Bound
 from hygge.homes.sql import mssql_python as mp

@@ -41,7 +41,7 @@ def block_class(slug: str) -> type:
         from prefect_azure.credentials import AzureBlobStorageCredentials
 
         return AzureBlobStorageCredentials
-    from hygge.config.loader import _did_you_mean
+    from hygge.config.files import did_you_mean as _did_you_mean
 
     raise ConfigError(
         f"unknown block type '{slug}'",

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hygge.blocks import api_url, block_class
-from hygge.config.loader import _read_yaml
+from hygge.config.files import read_yaml as _read_yaml
 from hygge.errors import ConfigError
 
 Action = Literal["create", "update", "unchanged"]

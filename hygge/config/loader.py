@@ -6,7 +6,6 @@ item in `entities:` → flows/<flow>/entities/<entity>.yml. Errors name the file
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from hygge.config.expand import UnsetVariable, expand
+from hygge.config.files import did_you_mean as _did_you_mean
+from hygge.config.files import read_yaml as _read_yaml
 from hygge.config.models import (
     EntitySettings,
     FlowConfig,
@@ -287,39 +287,6 @@ def _from_block(value: Any, file: Path, *, field: str, flow: str | None = None) 
     return resolved
 
 
-def _read_yaml(
-    path: Path, env: Mapping[str, str], *, flow: str | None = None, entity: str | None = None
-) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path), flow=flow, entity=entity) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            f"invalid YAML{where}: {problem}",
-            hint="check indentation and quoting",
-            file=str(path),
-            flow=flow,
-            entity=entity,
-        ) from None
-    try:
-        return expand(data if data is not None else {}, env)
-    except UnsetVariable as exc:
-        raise ConfigError(
-            f"environment variable {exc.name} is not set",
-            hint=f"export {exc.name}=..., or write ${{{exc.name}:-default}}",
-            file=str(path),
-            flow=flow,
-            entity=entity,
-            field=exc.path or None,
-        ) from None
-
-
 def _validate(
     model: type[BaseModel],
     data: Any,
@@ -437,7 +404,7 @@ def _type_hint(kind: str, message: str, loc: list[str]) -> str | None:
 
 def _known_keys(model: type[BaseModel], data: Any, loc: list[str]) -> list[str]:
     """The field names allowed at `loc` inside `model`, for did-you-mean suggestions."""
-    from hygge.config import models
+    import hygge.config.models as models
 
     current: Any = model
     node = data
@@ -480,11 +447,6 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
-
-
-def _did_you_mean(word: str, choices: Any) -> str | None:
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{matches[0]}'?" if matches else None
 
 
 def _flow_overrides(variables: Mapping[str, Any], project_file: Path) -> dict[str, dict[str, Any]]:

@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import hygge.stores.key_log as key_log
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import StoreError
 from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manifest
 from hygge.faults import fault
 from hygge.slots import waiting
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
-from hygge.stores import key_log
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.boundary import Boundary
 from hygge.stores.files import layout_of, write_files
