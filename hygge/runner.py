@@ -62,6 +62,7 @@ class EntityResult:
     status: str
     run_type: str
     rows: int = 0
+    deleted: int = 0  # keys deleted (or soft-deleted) in the store
     duration: float = 0.0
     watermark_before: str | None = None
     watermark_after: str | None = None
@@ -227,7 +228,7 @@ def _land_entity(
                 commit_detail = store.write(stream, request).detail
         result.rows = observer.rows
         new_watermark(entry, result, plan, tracker, kind, home)
-        entry.deleted_count = request.delete_count
+        entry.deleted_count = result.deleted = request.delete_count
         if request.delete_count:
             what = "soft-deleted" if soft else "deleted"
             note = f"{what} {request.delete_count:,} key(s) gone from the source"

@@ -152,6 +152,9 @@ def test_cli_guard_message_and_confirmation(tmp_path, pg_db) -> None:
     allowed = CliRunner().invoke(app, ["go", "--project", str(root), "--allow-mass-delete"])
     assert allowed.exit_code == 0, allowed.output
     assert landed_rows(root) == []
+    header = next(line for line in allowed.output.splitlines() if "entity" in line and "status" in line)
+    assert "deleted" in header  # the summary shows what was deleted
+    assert "note f.items: deleted 4 key(s) gone from the source" in allowed.output
 
 
 def test_deletes_need_a_primary_key(tmp_path, pg_db) -> None:

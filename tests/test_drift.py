@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hygge.errors import StoreError
-from tests.convergence import STORES, T0, create, land, landed_rows, project, source, verified
+from tests.convergence import STORES, T0, create, land, landed_rows, project, source, store_block, verified
 from tests.helpers import journal, pg_execute
 
 
@@ -67,15 +67,17 @@ def test_on_drift_full_drop_reloads_and_journals_it(tmp_path, pg_db, kind) -> No
     assert (last.run_type, last.status) == ("full_drop", "success")
 
 
-def test_two_flows_writing_one_store_folder(tmp_path, pg_db) -> None:
+@pytest.mark.parametrize("kind", STORES)
+def test_two_flows_writing_one_store_folder(tmp_path, pg_db, kind) -> None:
     create(pg_db, 300)
+    store, _ = store_block(kind)
     second = {
         "home": {"type": "sql", "connection": "db"},
-        "store": {"type": "parquet", "path": "lake"},
+        "store": store,
         "run_type": "full_drop",
         "entities": [{"name": "items", "query": "SELECT * FROM items WHERE id > 250"}],
     }
-    root = project(tmp_path, pg_db, "parquet", extra_flows={"g": second})
+    root = project(tmp_path, pg_db, kind, extra_flows={"g": second})
     land(root, run_type="full_drop")
     with pytest.raises(StoreError) as caught:
         land(root, flow="g")

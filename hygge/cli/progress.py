@@ -66,16 +66,21 @@ class LiveProgress:
 
 def print_summary(console: Console, summary: RunSummary) -> None:
     table = Table(title="hygge run", show_lines=False)
-    for column in ("entity", "status", "rows", "seconds", "watermark before → after"):
-        table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
+    deletes = any(r.deleted for r in summary.results)  # the column only where a run deleted keys
+    columns = ["entity", "status", "rows", *(["deleted"] if deletes else []), "seconds"]
+    for column in [*columns, "watermark before → after"]:
+        table.add_column(column, justify="right" if column in ("rows", "deleted", "seconds") else "left")
     for r in sorted(summary.results, key=lambda r: r.key):
         colour = {"success": "green", "fail": "red"}.get(r.status, "yellow")
         mark = f"{_short(r.watermark_before)} → {_short(r.watermark_after)}" if r.status == "success" else ""
-        table.add_row(r.key, f"[{colour}]{r.status.upper()}", f"{r.rows:,}", f"{r.duration:.2f}", mark)
+        counts = [f"{r.rows:,}", *([f"{r.deleted:,}"] if deletes else [])]
+        table.add_row(r.key, f"[{colour}]{r.status.upper()}", *counts, f"{r.duration:.2f}", mark)
     console.print(table)
     for r in summary.results:
         if r.status == "fail":
             console.print(f"[red]FAIL[/red] {r.key}: {r.message}", highlight=False, soft_wrap=True)
+        elif r.status == "success" and r.message:  # a reload on drift, the deletes it applied
+            console.print(f"note {r.key}: {r.message}", highlight=False, soft_wrap=True)
     flows = len({r.flow for r in summary.results})
     rate = summary.rows / summary.duration if summary.duration else 0.0
     console.print(
