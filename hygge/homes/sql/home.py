@@ -144,12 +144,8 @@ class SqlHome:
         names = {c.name for c in columns}
         for name in [*mark.primary_key, mark.dedupe_by]:
             if name not in names:
-                raise ConfigError(
-                    f"`watermark.dedupe_by` and `primary_key` name '{name}', which the source does not have",
-                    hint=f"use one of: {', '.join(sorted(names))}",
-                    flow=self.entity.flow,
-                    entity=self.entity.name,
-                    field="watermark.dedupe_by",
+                raise self._unknown_column(
+                    ConfigError, "`watermark.dedupe_by` and `primary_key` name", name, names, "watermark.dedupe_by"
                 )
         keys = ", ".join(q(k) for k in mark.primary_key)
         outer = ", ".join(q(c.name) for c in columns)
@@ -384,19 +380,25 @@ class SqlHome:
         schema = self._run(lambda: self.engine.result_schema(sql))
         return [Mapped(fld.name, pin_driver_type(fld.type)) for fld in schema]
 
+    def _unknown_column(
+        self, kind: type[ConfigError] | type[SourceError], what: str, name: str, names: set[str], field: str
+    ) -> ConfigError | SourceError:
+        """The error for a setting that names a column the source does not have."""
+        return kind(
+            f"{what} '{name}', which the source does not have",
+            hint=f"use one of: {', '.join(sorted(names))}",
+            flow=self.entity.flow,
+            entity=self.entity.name,
+            field=field,
+        )
+
     def _apply_overrides(self, mapped: list[Mapped]) -> list[Mapped]:
         if not self.entity.columns:
             return mapped
         names = {m.name for m in mapped}
         for name in self.entity.columns:
             if name not in names:
-                raise SourceError(
-                    f"`columns:` names '{name}', which the source does not have",
-                    hint=f"use one of: {', '.join(sorted(names))}",
-                    flow=self.entity.flow,
-                    entity=self.entity.name,
-                    field=f"columns.{name}",
-                )
+                raise self._unknown_column(SourceError, "`columns:` names", name, names, f"columns.{name}")
         result = []
         for m in mapped:
             text = self.entity.columns.get(m.name)
