@@ -113,3 +113,17 @@ def test_feed_on_the_wrong_dialect_is_a_config_error(tmp_path, pg_db) -> None:
     root = project(tmp_path, pg_db, "parquet", entity={"feed": {"type": "change_tracking"}})
     with pytest.raises(ConfigError, match="reads a mssql table"):
         land(root)
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_feed_deleting_most_keys_is_refused_until_confirmed(tmp_path, pg_db, kind) -> None:
+    create(pg_db, 10)
+    root = project(tmp_path, pg_db, kind, entity=FEED)
+    land(root)
+    before = landed_rows(root)
+    pg_execute(pg_db, "DELETE FROM items WHERE id > 2")
+    with pytest.raises(SourceError, match="change feed would delete 8 of 10 landed keys"):
+        land(root)
+    assert landed_rows(root) == before
+    land(root, allow_mass_delete=True)  # the same window again, confirmed
+    assert landed_rows(root) == source(pg_db)

@@ -191,6 +191,17 @@ class DeltaStore:
             .execute()
         )
 
+    def row_count(self) -> int:
+        """Rows in the table's files, from the log's statistics (no data read)."""
+        table = self._table()
+        if table is None:
+            return 0
+        actions = pa.table(table.get_add_actions(flatten=True))
+        counts = actions.column("num_records") if "num_records" in actions.column_names else None
+        if counts is None or counts.null_count:
+            return table.to_pyarrow_dataset().count_rows()
+        return int(pc.sum(counts).as_py() or 0)
+
     def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
         table = self._table()
         if table is None:

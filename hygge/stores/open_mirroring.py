@@ -306,6 +306,11 @@ class OpenMirroringStore:
         for batch in pa.Table.from_arrays(columns, schema=schema).combine_chunks().to_batches():
             yield batch, DELETE
 
+    def row_count(self) -> int:
+        """Rows in the key log, from its footers: at least the live keys (a key changed twice counts
+        twice), which is what the mass-delete guard needs."""
+        return key_log.row_count(self.work)
+
     def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
         return key_log.landed_keys(self.work, keys, soft_column)
 

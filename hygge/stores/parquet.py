@@ -92,6 +92,11 @@ class ParquetStore:
         field = pc.field(column)
         return rows_where(dataset, column, (field >= low) & (field <= high))
 
+    def row_count(self) -> int:
+        """Rows in the landed files, from their footers (no data read)."""
+        filesystem, paths = self.location.dataset_paths(self.data_files())
+        return sum(pq.read_metadata(p, filesystem=filesystem).num_rows for p in paths)
+
     def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
         filesystem, _ = self.location.filesystem()
         for path in self.data_files():
