@@ -195,3 +195,25 @@ def test_a_deleted_row_inserted_again_exactly_as_it_was_lands(tmp_path, pg_db, k
     pg_execute(pg_db, ("INSERT INTO items VALUES (%s, %s, %s, %s)", tuple(row.values())))
     land(root)
     assert landed_rows(root) == source(pg_db)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_open_mirroring_key_log_is_compacted_and_stays_right(tmp_path, pg_db, monkeypatch, mode) -> None:
+    from hygge.stores import key_log
+
+    monkeypatch.setattr(key_log, "COMPACT_AFTER", 3)
+    create(pg_db, 10)
+    root = project(tmp_path, pg_db, "open_mirroring", deletes={"mode": mode})
+    land(root, run_type="full_drop")
+    for round_ in range(1, 9):
+        at = T0 + dt.timedelta(hours=round_)
+        pg_execute(
+            pg_db,
+            ("UPDATE items SET name = %s, updated_at = %s WHERE id = %s", (f"r{round_}", at, round_)),
+            f"DELETE FROM items WHERE id = {10 - round_ % 5}",
+            ("INSERT INTO items VALUES (%s, 'n', 1, %s) ON CONFLICT DO NOTHING", (10 - (round_ + 2) % 5, at)),
+        )
+        land(root)
+        logs = list((tmp_path / "zone" / "_hygge" / "items" / "keys").glob("*.parquet"))
+        assert len(logs) <= 4
+        assert landed_rows(root, soft="hygge_deleted_at" if mode == "soft" else None) == source(pg_db)

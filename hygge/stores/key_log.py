@@ -17,6 +17,7 @@ from hygge.storage import Storage
 OP = "__hygge_op"
 LIVE, GONE = 0, 2
 FOLDER = "keys"
+COMPACT_AFTER = 32  # logs before they are folded into one snapshot of the live keys
 
 
 class KeyLogWriter:
@@ -91,3 +92,23 @@ def last_rows(work: Storage, keys: list[str], soft_column: str, wanted: pa.Table
         return schema.empty_table()
     found = live.join(pl.from_arrow(wanted.select(keys)), on=keys, how="semi").drop(OP).to_arrow()
     return pa.table([found.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+def compact(work: Storage, keys: list[str], soft_column: str | None, name: str) -> None:
+    """Fold every log into one of the live rows once there are more than COMPACT_AFTER.
+
+    The snapshot is written first under a name that sorts after every log, then the older logs are
+    deleted: a crash in between leaves logs whose replay gives the same live keys."""
+    paths = log_paths(work)
+    if len(paths) <= COMPACT_AFTER:
+        return
+    live = live_rows(work, keys, None)
+    if live is None:
+        return
+    import polars as pl
+
+    sink = io.BytesIO()
+    live.with_columns(pl.lit(LIVE, pl.Int8).alias(OP)).write_parquet(sink, compression="zstd")
+    work.put(f"{FOLDER}/{name}", sink.getvalue())
+    for path in paths:
+        work.delete(path)

@@ -284,6 +284,7 @@ class OpenMirroringStore:
                     self.work.delete(path)
         if self.work.exists(staged):
             self.work.rename(staged, final, overwrite=True)
+        key_log.compact(self.work, self.keys, None, f"{_stamp()}-{record['entity_run_id']}-compacted.parquet")
 
     def _deleted(self, request: WriteRequest, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, int]]:
         """The run's deletes as rows: key columns with marker 2, or (soft) the last landed row with
