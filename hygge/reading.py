@@ -126,7 +126,7 @@ def read_feed(
     upserts = changes.upserts
     if not getattr(changes, "ready", True):  # deletes come only once the upserts were read
         upserts = spooled(upserts)
-    max_share = entity.deletes.max_share if entity.deletes else 0.5
+    max_share = deletes.guard_share(entity) or 0.5
     if changes.deletes.num_rows and max_share < 1:
         landed = store.row_count()  # from metadata: an upper bound of the live keys, cheap every run
         mass_delete_guard(

@@ -213,7 +213,7 @@ def _land_entity(
                 batches = drop_already_landed(
                     batches, landed, plan.bound.column, plan.bound.value, plan.prev_value
                 )
-            if plan.run_type == "full_drop" and entity.deletes is not None and commit is not None:
+            if plan.run_type == "full_drop" and deletes.guard_share(entity) is not None and commit is not None:
                 batches = deletes.refuse_emptying(batches, entity, store, options.allow_mass_delete)
             if soft:
                 batches = deletes.with_deleted_at(batches, stored)

@@ -127,3 +127,15 @@ def test_a_feed_deleting_most_keys_is_refused_until_confirmed(tmp_path, pg_db, k
     assert landed_rows(root) == before
     land(root, allow_mass_delete=True)  # the same window again, confirmed
     assert landed_rows(root) == source(pg_db)
+
+
+def test_a_truncate_reload_of_a_feed_entity_is_guarded(tmp_path, pg_db) -> None:
+    """A feed entity has no `deletes:`, yet a TRUNCATE (reloaded in full) must not empty its store
+    unconfirmed either."""
+    create(pg_db, 10)
+    root = project(tmp_path, pg_db, "open_mirroring", entity=FEED)
+    land(root)
+    pg_execute(pg_db, "TRUNCATE items")
+    with pytest.raises(SourceError, match="full reload would delete 10 of 10 landed keys"):
+        land(root)
+    assert len(landed_rows(root)) == 10

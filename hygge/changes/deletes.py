@@ -64,6 +64,14 @@ def reconcile_due(entity: ResolvedEntity, runs: list[Entry], asked: bool) -> boo
     return since + 1 >= deletes.every
 
 
+def guard_share(entity: ResolvedEntity) -> float | None:
+    """The mass-delete guard's share for an entity that deletes (`deletes:` or a change feed), else
+    None: an entity that never deletes is never refused."""
+    if entity.deletes is not None:
+        return entity.deletes.max_share
+    return 0.5 if entity.feed is not None else None
+
+
 def refuse_emptying(
     batches: Iterator[pa.RecordBatch], entity: ResolvedEntity, store: Any, allowed: bool
 ) -> Iterator[pa.RecordBatch]:
@@ -71,7 +79,8 @@ def refuse_emptying(
     reconciliation's, checked when the stream ends (before the store commits)."""
     from hygge.changes.reconcile import guard
 
-    assert entity.deletes is not None
+    share = guard_share(entity)
+    assert share is not None
     read = 0
     for batch in batches:
         read += batch.num_rows
@@ -79,4 +88,4 @@ def refuse_emptying(
     if allowed:
         return
     landed = sum(b.num_rows for b in store.landed_keys(entity.keys, soft_column(entity)))
-    guard(max(landed - read, 0), landed, entity.deletes.max_share, allowed, "full reload")
+    guard(max(landed - read, 0), landed, share, allowed, "full reload")

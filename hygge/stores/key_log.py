@@ -56,11 +56,6 @@ def log_paths(work: Storage) -> list[str]:
     return sorted(o["path"] for o in work.list(FOLDER) if o["path"].endswith(".parquet"))
 
 
-def row_count(work: Storage) -> int:
-    filesystem, paths = work.dataset_paths(log_paths(work))
-    return sum(pq.read_metadata(p, filesystem=filesystem).num_rows for p in paths)
-
-
 def live_rows(work: Storage, keys: list[str], soft_column: str | None) -> Any:
     """A polars frame of the last logged row per key that is neither deleted nor soft-deleted."""
     import polars as pl

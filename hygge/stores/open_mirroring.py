@@ -308,9 +308,9 @@ class OpenMirroringStore:
             yield batch, DELETE
 
     def row_count(self) -> int:
-        """Rows in the key log, from its footers: at least the live keys (a key changed twice counts
-        twice), which is what the mass-delete guard needs."""
-        return key_log.row_count(self.work)
+        """The live landed keys, replayed from the key log (its footers would count a key changed
+        twice twice, and an over-count would let the mass-delete guard pass too much)."""
+        return sum(b.num_rows for b in key_log.landed_keys(self.work, self.keys, None))
 
     def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
         return key_log.landed_keys(self.work, keys, soft_column)
