@@ -40,3 +40,22 @@ def test_no_change_leaves_the_store_exactly_as_it_was(tmp_path, pg_db, kind, set
         return  # without a key, a changed row at the boundary is a new row: covered elsewhere
     assert land(root).rows == 1
     assert landed_rows(root) == source(pg_db)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "open_mirroring"])
+def test_runs_that_write_nothing_keep_even_the_bookkeeping(tmp_path, pg_db, kind) -> None:
+    """Past the ten commit records kept, a no-change run (or one the guard refuses) must not trim
+    them: only a commit prunes its store's records."""
+    create(pg_db, 5)
+    root = project(tmp_path, pg_db, kind, deletes={})
+    land(root, run_type="full_drop")
+    for round_ in range(1, 13):
+        pg_execute(pg_db, ("UPDATE items SET updated_at = %s WHERE id = 1", (T0 + dt.timedelta(hours=round_),)))
+        land(root)
+    work = tmp_path / ("zone/_hygge/items" if kind == "open_mirroring" else "lake/items")
+    before = sorted(p.name for p in work.rglob("*.json"))
+    land(root)
+    pg_execute(pg_db, "DELETE FROM items")
+    with pytest.raises(Exception, match="would delete"):
+        land(root)
+    assert sorted(p.name for p in work.rglob("*.json")) == before

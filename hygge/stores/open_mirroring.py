@@ -208,8 +208,6 @@ class OpenMirroringStore:
                 self._apply(path, record)
         for obj in self.work.list("staging"):
             self.work.delete(obj["path"])
-        for path, _ in records[:-10]:
-            self.work.delete(path)
         if not records:
             return None
         last = records[-1][1]
@@ -392,6 +390,10 @@ class OpenMirroringStore:
         self.work.put(path, json.dumps(record).encode(), create_only=True)
         fault("om.record_written")
         self._apply(path, record)
+        # Only the last record is needed; pruned by a commit only, so a run that writes nothing
+        # changes nothing.
+        for old, _ in self._records()[:-10]:
+            self.work.delete(old)
         return Commit(
             run, request.run_type, record["rows"], ",".join(record["published"]), request.owner, request.position
         )

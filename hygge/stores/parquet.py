@@ -124,9 +124,6 @@ class ParquetStore:
         # Every commit record is applied now, so what is left in staging was never committed.
         for obj in self.location.list(STAGING):
             self.location.delete(obj["path"])
-        # Only the last record is needed (to match it against the journal); keep a few for inspection.
-        for path, _ in records[:-KEEP_COMMIT_RECORDS]:
-            self.location.delete(path)
         if not records:
             return None
         last = records[-1][1]
@@ -138,6 +135,13 @@ class ParquetStore:
             last.get("owner"),
             last.get("position"),
         )
+
+    def _prune_records(self) -> None:
+        """Only the last record is needed (to match it against the journal); a few are kept for
+        inspection. Pruned by a commit only, so a run that writes nothing changes nothing."""
+        paths = sorted(o["path"] for o in self.location.list(COMMITS) if o["path"].endswith(".json"))
+        for path in paths[:-KEEP_COMMIT_RECORDS]:
+            self.location.delete(path)
 
     def _apply(self, record_path: str, record: dict[str, Any]) -> None:
         for staged, final in record["adds"]:
@@ -206,6 +210,7 @@ class ParquetStore:
         self.location.put(record_path, json.dumps(record).encode(), create_only=True)
         fault("parquet.record_written")
         self._apply(record_path, record)
+        self._prune_records()
         return Commit(run, request.run_type, rows, record_path, request.owner, request.position)
 
     def _rewrite_without(
