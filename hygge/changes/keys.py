@@ -63,13 +63,14 @@ class KeyShape:
         return pl.from_arrow(keys).hash_rows(seed=self.seed).to_numpy()  # type: ignore[union-attr]
 
 
-def null_rows(keys: pa.Table) -> pa.Array:
-    """A boolean mask of rows where any key column is NULL."""
-    mask = pa.array([False] * keys.num_rows) if keys.num_rows else pa.array([], pa.bool_())
+def null_rows(keys: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """A boolean mask of rows where any key column is NULL (all false, cheaply, when none is)."""
+    mask = None
     for column in keys.columns:
         if column.null_count:
-            mask = pc.or_(mask, pc.is_null(column))
-    return mask
+            nulls = pc.is_null(column)
+            mask = nulls if mask is None else pc.or_(mask, nulls)
+    return mask if mask is not None else pa.nulls(keys.num_rows, pa.bool_()).fill_null(False)
 
 
 class FingerprintSet:
@@ -78,6 +79,7 @@ class FingerprintSet:
     def __init__(self) -> None:
         self._parts: list[np.ndarray] = []
         self._sorted: np.ndarray | None = None
+        self._table: tuple[int, np.ndarray] | None = None
 
     def add(self, fingerprints: np.ndarray) -> None:
         if len(fingerprints):
@@ -93,18 +95,42 @@ class FingerprintSet:
                 part = self._parts.pop()
                 joined[at : at + len(part)] = part
                 at += len(part)
-            joined.sort()
+            # Stable (timsort) finds the runs a table scan's keys mostly come in: 10M ordered keys sort
+            # in 5 ms instead of 850 ms, random ones take about as long as quicksort (measured).
+            joined.sort(kind="stable")
             self._sorted = joined
         return self._sorted
 
     def __len__(self) -> int:
         return len(self.finish())
 
+    def _dense(self) -> tuple[int, np.ndarray] | None:
+        """A byte per value between the smallest and largest member, where that costs at most four
+        bytes a member (consecutive integer ids, the usual key): a lookup instead of a search."""
+        if self._table is None:
+            members = self.finish()
+            span = int(members[-1]) - int(members[0]) + 1 if len(members) else 0
+            if 0 < span <= 4 * len(members):
+                table = np.zeros(span, bool)
+                table[members - members[0]] = True
+                self._table = (int(members[0]), table)
+            else:
+                self._table = (0, np.empty(0, bool))
+        return self._table if len(self._table[1]) else None
+
     def contains(self, fingerprints: np.ndarray) -> np.ndarray:
         """A boolean mask: which of `fingerprints` are in the set."""
         members = self.finish()
         if not len(members):
             return np.zeros(len(fingerprints), bool)
+        dense = self._dense()
+        if dense is not None:
+            low, table = dense
+            offset = fingerprints - np.uint64(low)  # wraps below `low`: caught by the range test
+            inside = offset < np.uint64(len(table))
+            found = np.zeros(len(fingerprints), bool)
+            found[inside] = table[offset[inside]]
+            return found
         found = np.empty(len(fingerprints), bool)
         for start in range(0, len(fingerprints), CHUNK):
             part = fingerprints[start : start + CHUNK]

@@ -266,8 +266,9 @@ class OpenMirroringStore:
             self._save(path, record)
         fault("om.published")
         self._apply_key_log(record)
-        if record.get("boundary"):
+        if record.get("boundary") and self.work.exists(record["boundary"]):
             self.work.put("boundary.parquet", self.work.get(record["boundary"]))
+            self.work.delete(record["boundary"])  # staged copy: gone with its commit, not left for later
         record["state"] = "applied"
         self._save(path, record)
 
@@ -282,7 +283,7 @@ class OpenMirroringStore:
                     self.work.delete(path)
         if self.work.exists(staged):
             self.work.rename(staged, final, overwrite=True)
-        key_log.compact(self.work, self.keys, None, f"{_stamp()}-{record['entity_run_id']}-compacted.parquet")
+        key_log.compact(self.work, self.keys, f"{_stamp()}-{record['entity_run_id']}-compacted.parquet")
 
     def _deleted(self, request: WriteRequest, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, int]]:
         """The run's deletes as rows: key columns with marker 2, or (soft) the last landed row with
