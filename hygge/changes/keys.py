@@ -112,7 +112,8 @@ class FingerprintSet:
             span = int(members[-1]) - int(members[0]) + 1 if len(members) else 0
             if 0 < span <= 4 * len(members):
                 table = np.zeros(span, bool)
-                table[members - members[0]] = True
+                for start in range(0, len(members), CHUNK):  # chunks: no temporary the set's size
+                    table[members[start : start + CHUNK] - members[0]] = True
                 self._table = (int(members[0]), table)
             else:
                 self._table = (0, np.empty(0, bool))
