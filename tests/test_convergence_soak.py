@@ -1,7 +1,8 @@
 """Convergence soak (the acceptance test of deletes): a PostgreSQL table under random inserts,
 updates, deletes, re-inserted deleted keys, keys updated twice between runs and late-committing rows
 is landed incrementally round after round into every store kind (parquet, Delta, Open Mirroring;
-local and Azurite), with hard deletes (watermark + detect) or soft ones (watermark + soft). After
+local and Azurite), with hard deletes (watermark + detect), soft ones (watermark + soft), or through
+PostgreSQL logical decoding (every change from a replication slot, no key scan). After
 every round what a reader of the store sees must equal the source exactly; where deletes are soft,
 the deleted-at column must be set for exactly the keys that ever landed and are gone from the source.
 Some rounds land through a real `hygge go` that is SIGKILLed (at a fault point, or after a random
@@ -42,7 +43,13 @@ from tests.helpers import entity_of, landed, load
 
 REPO = Path(__file__).resolve().parent.parent
 SOFT = "deleted_at"
-MODES: dict[str, dict[str, Any]] = {"detect": {}, "soft": {"mode": "soft", "column": SOFT}}
+# How each mode is configured: watermark + deletes detected, watermark + soft deletes, and PostgreSQL
+# logical decoding (a change feed: every change, no key scan, hard deletes).
+MODES: dict[str, dict[str, Any]] = {
+    "detect": {"deletes": {}},
+    "soft": {"deletes": {"mode": "soft", "column": SOFT}},
+    "logical": {"entity": {"feed": {"type": "postgres_logical"}}},
+}
 PLACES = ["local", "azurite"]
 LOOKBACK = 60  # seconds; late rows land 1-30 s below the maximum, well within it
 COLUMNS = ["id", "name", "note", "amount", "qty", "ok", "day", "updated_at"]
@@ -439,7 +446,7 @@ def soak(
     delete mode, lookback LOOKBACK; the generator seeded for this test; one source connection."""
     seed = seed_for(request)
     azure = request.getfixturevalue("azure_container") if place == "azurite" else None
-    root = project(tmp_path, pg_db, kind, azure=azure, deletes=MODES[mode], watermark={"lookback": LOOKBACK})
+    root = project(tmp_path, pg_db, kind, azure=azure, watermark={"lookback": LOOKBACK}, **MODES[mode])
     with psycopg.connect(pg_db, autocommit=True) as conn:
         yield Soak(root, kind, mode, seed, random.Random(seed), conn)
 
@@ -502,7 +509,7 @@ def emptied_source_is_refused_then_confirmed(soak: Soak) -> None:
 COMBINATIONS = [(k, p, m) for k in STORES for p in PLACES for m in MODES]
 # The default run kills one round of every local combination but only of some Azurite ones (each kill
 # costs a subprocess and the wait for the dead run's lease), and empties the source locally only.
-AZURITE_KILLS = {("parquet", "detect"), ("open_mirroring", "soft")}
+AZURITE_KILLS = {("parquet", "detect"), ("open_mirroring", "soft"), ("delta", "logical")}
 
 
 @pytest.mark.parametrize(("kind", "place", "mode"), COMBINATIONS, ids=lambda v: v)
