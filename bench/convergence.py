@@ -12,7 +12,7 @@ Every run is a `hygge go` subprocess measured by bench/run.py's launcher (wall, 
    hold exactly the source's ids, the plain one the source's plus the deleted ones.
 2. no change: right after the full load, an incremental with nothing changed in the source: its wall
    time, and proof nothing was written (store folder names+sizes before/after, Delta version).
-3. logical decoding (`feed: {type: postgres_logical}`), parquet and Delta: the first run (a full load
+3. logical decoding (`feed: {type: postgres_logical}`), every store kind: the first run (a full load
    that creates the slot), then 1 % updated, 0.5 % inserted, 0.1 % deleted and an incremental.
 
 Results: a table, the targets met or not, and bench/results/<UTC stamp>-convergence.json.
@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 import run as bench_run  # bench/run.py (this script's directory is on sys.path)
 
 STORES = ("parquet", "delta", "open_mirroring")
-FEED_STORES = ("parquet", "delta")
+FEED_STORES = ("parquet", "delta", "open_mirroring")
 DETECT_TABLE, FEED_TABLE = "conv_detect", "conv_feed"
 DELETE_PCT, CHANGE_PCT, FEED_DELETE_PCT = 1.0, 1.0, 0.1
 TARGET_DETECT_RATIO, TARGET_RSS_MB, TARGET_NO_CHANGE_S, TARGET_FEED_RATIO = 1.3, 300.0, 2.0, 0.1

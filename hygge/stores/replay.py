@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import re
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -20,6 +19,8 @@ DATA_FILE = re.compile(r"^(\d{20})\.parquet$")
 
 
 def replay_open_mirroring(table: Storage, keys: list[str]) -> pa.Table:
+    import polars as pl  # imported where used: `import hygge` stays free of it (24 MB)
+
     names = sorted(o["path"] for o in table.list() if DATA_FILE.match(o["path"]))
     if not names:
         return pa.table({})
