@@ -139,3 +139,22 @@ def test_a_truncate_reload_of_a_feed_entity_is_guarded(tmp_path, pg_db) -> None:
     with pytest.raises(SourceError, match="full reload would delete 10 of 10 landed keys"):
         land(root)
     assert len(landed_rows(root)) == 10
+
+
+def test_feed_drop_command_removes_the_slot_and_the_next_run_reloads(tmp_path, pg_db) -> None:
+    from typer.testing import CliRunner
+
+    from hygge.cli.main import app
+
+    create(pg_db, 5)
+    root = project(tmp_path, pg_db, "parquet", entity=FEED)
+    land(root)
+    assert confirmed(pg_db) is not None
+    result = CliRunner().invoke(app, ["feed", "drop", "--project", str(root), "--entity", "f.items"])
+    assert result.exit_code == 0, result.output
+    assert "dropped slot hygge_f_items_" in result.output
+    assert confirmed(pg_db) is None
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+    assert land(root).run_type == "full_drop"  # no slot: the position is gone, reloaded in full
+    assert landed_rows(root) == source(pg_db)

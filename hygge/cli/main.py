@@ -346,3 +346,36 @@ def blocks_apply(
 
 if __name__ == "__main__":
     app()
+
+
+feed_app = typer.Typer(help="Change feeds: what they keep in the source.", no_args_is_help=True)
+app.add_typer(feed_app, name="feed")
+
+
+@feed_app.command("drop")
+def feed_drop(
+    entity: Annotated[list[str], typer.Option("--entity", "-e", help="flow.entity; repeatable")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Drop the replication slot and publication of PostgreSQL feeds, before removing the entity or
+    its `feed:`: a slot nobody reads makes the server keep its WAL for ever. The entity's next run
+    finds no slot and reloads in full (`feed.on_expired`)."""
+    from hygge.changes.pg_logical import LogicalFeed
+    from hygge.homes import make_home
+
+    loaded, chosen = _selection(project, None, entity, what="drop")
+    failures = 0
+    for e in chosen:
+        if e.feed is None or e.feed.type != "postgres_logical":
+            err.print(f"{e.flow}.{e.name}: no `feed: {{type: postgres_logical}}`, nothing to drop")
+            failures += 1
+            continue
+        try:
+            feed = LogicalFeed(e, make_home(e, loaded.config.connections, loaded.root))
+            feed.drop()
+        except HyggeError as exc:
+            err.print(f"[red]{exc.kind} error:[/red] {exc}", highlight=False, soft_wrap=True)
+            failures += 1
+            continue
+        console.print(f"{e.flow}.{e.name}: dropped slot {feed.slot}", highlight=False)
+    raise typer.Exit(1 if failures else 0)
