@@ -28,7 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import generate  # bench/generate.py
@@ -122,23 +122,6 @@ def drop_feeds(url: str) -> None:
                 (name,),
             )
             conn.execute(f"DROP PUBLICATION IF EXISTS {name}")
-
-
-@contextlib.contextmanager
-def database(url: str | None, rows: int | None, table: str) -> Iterator[str]:
-    """The given server (the table made if asked or missing), else a throwaway one that decodes."""
-    if url:
-        if rows is not None:
-            generate.ensure(url, rows, table)
-        elif generate.table_row_count(url, table) is None:
-            generate.generate(url, bench_run.DEFAULT_ROWS, table)
-        yield url
-        return
-    pg_server = bench_run._load_test_module("pg_server")
-    settings = {"wal_level": "logical", "max_replication_slots": 20, "max_wal_senders": 20}
-    with pg_server.running_postgres(Path(tempfile.mkdtemp(prefix="hygge-conv-pg-")), settings) as tmp:
-        generate.generate(tmp, rows or bench_run.DEFAULT_ROWS, table)
-        yield tmp
 
 
 # --- what landed ----------------------------------------------------------------------------------
@@ -347,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     notes: list[str] = []
     try:
-        with database(args.url, args.rows, args.table) as url:
+        decoding = {"wal_level": "logical", "max_replication_slots": 20, "max_wal_senders": 20}
+        with bench_run.database(args.url, args.rows, args.table, decoding) as url:
             source = bench_run.source_info(url, args.table)
             write_project(out / "project")
             bench = bench_run.Bench(

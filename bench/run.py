@@ -728,8 +728,11 @@ def fresh_azurite() -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def database(url: str | None, rows: int | None, table: str) -> Iterator[str]:
-    """The given server (generating the table if asked or missing), or a throwaway one."""
+def database(
+    url: str | None, rows: int | None, table: str, settings: dict[str, object] | None = None
+) -> Iterator[str]:
+    """The given server (generating the table if asked or missing), or a throwaway one started with
+    `settings` (server parameters)."""
     if url:
         if rows is not None:
             generate.ensure(url, rows, table)
@@ -738,7 +741,7 @@ def database(url: str | None, rows: int | None, table: str) -> Iterator[str]:
         yield url
         return
     pg_server = _load_test_module("pg_server")
-    with pg_server.running_postgres(Path(tempfile.mkdtemp(prefix="hygge-bench-pg-"))) as tmp:
+    with pg_server.running_postgres(Path(tempfile.mkdtemp(prefix="hygge-bench-pg-")), settings) as tmp:
         generate.generate(tmp, rows or DEFAULT_ROWS, table)
         yield tmp
 
