@@ -16,7 +16,7 @@ from hygge.errors import StoreError
 
 if TYPE_CHECKING:
     from hygge.config.models import ResolvedEntity
-    from hygge.journal import Entry, Journal
+    from hygge.journal import Entry
     from hygge.stores.base import Commit
 
 NOTHING_NEW = "nothing new"
@@ -54,13 +54,13 @@ class Start:
 
 
 def starting_point(
-    entity: ResolvedEntity, journal: Journal, store: Any, commit: Commit | None, run_type: str
+    entity: ResolvedEntity, runs: list[Entry], store: Any, commit: Commit | None, run_type: str
 ) -> Start:
-    """The journal row the run continues from, after checking the store still holds its commit."""
+    """The journal row the run continues from, after checking the store still holds its commit;
+    `runs` are the entity's successful landing runs, oldest first (`Journal.successes`)."""
     if run_type != "incremental":
         return Start(None, run_type)
     here = store.describe()
-    runs = journal.successes(entity.flow, entity.name)
     committed = [e for e in runs if _committed(e)]
     if commit is None:
         lost = [e for e in committed if e.store == here]

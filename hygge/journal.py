@@ -190,7 +190,7 @@ class Journal:
         `store.path` starts afresh."""
         runs = [e for e in self.entries(flow, entity) if e.status == "success" and e.run_type != "verify"]
         if store is not None:
-            runs = [e for e in runs if e.store in (None, store)]
+            runs = at_store(runs, store)
         return sorted(runs, key=lambda e: (e.finish_time, e.start_time))
 
     def last_success(self, flow: str, entity: str, store: str | None = None) -> Entry | None:
@@ -241,6 +241,11 @@ class Journal:
             raise JournalError(f"compacting {self.describe()} failed: {exc}", transient=True) from exc
         finally:
             lease.release()
+
+
+def at_store(runs: list[Entry], store: str) -> list[Entry]:
+    """The runs that landed into `store` (rows older than the `store` column count as such)."""
+    return [e for e in runs if e.store in (None, store)]
 
 
 def _conform(table: pa.Table) -> pa.Table:

@@ -17,10 +17,11 @@ from hygge.changes.reconcile import guard as mass_delete_guard
 from hygge.changes.spool import spooled
 from hygge.errors import SourceError
 from hygge.homes import Bound
+from hygge.journal import at_store
 
 if TYPE_CHECKING:
     from hygge.config.models import ResolvedEntity
-    from hygge.journal import Entry, Journal
+    from hygge.journal import Entry
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def read_watermark(
     entity: ResolvedEntity,
     home: Any,
     store: Any,
-    journal: Journal,
+    runs: list[Entry],
     previous: Entry | None,
     run_type: str,
     kind: str | None,
@@ -74,11 +75,11 @@ def read_watermark(
     plan = Read(pa.RecordBatchReader.from_batches(home.schema(), iter(())), run_type, None, bound, prev_value)
     # Soft deletes add a column the home's files lack: those are re-encoded, not copied.
     plan.copies = None if deletes.soft_column(entity) else _copies(home, store, run_type, bound)
-    if run_type == "incremental" and entity.deletes is not None:
-        runs = journal.successes(entity.flow, entity.name, store.describe())
-        if deletes.reconcile_due(entity, runs, options.reconcile):
-            plan.deletes = _detect(entity, home, store, options)
-            entry.reconciled = True
+    if run_type == "incremental" and deletes.reconcile_due(
+        entity, at_store(runs, store.describe()), options.reconcile
+    ):
+        plan.deletes = _detect(entity, home, store, options)
+        entry.reconciled = True
     if not plan.copies:
         plan.reader = home.read(bound)
     return plan

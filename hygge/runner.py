@@ -169,16 +169,16 @@ def _land_entity(
             result.message = recovered.message or ""
             result.duration = time.perf_counter() - clock
             return result
-        begin = starting_point(entity, journal, store, commit, run_type)
+        # The journal is read once: the drift check and the reconciliation schedule share its runs.
+        runs = journal.successes(entity.flow, entity.name) if run_type == "incremental" else []
+        begin = starting_point(entity, runs, store, commit, run_type)
         run_type = entry.run_type = result.run_type = begin.run_type
         entry.message = result.message = begin.note
 
         if feed is not None:
             plan = read_feed(entity, home, store, feed, begin.previous, run_type, options)
         else:
-            plan = read_watermark(
-                entity, home, store, journal, begin.previous, run_type, kind, options, entry
-            )
+            plan = read_watermark(entity, home, store, runs, begin.previous, run_type, kind, options, entry)
         run_type = entry.run_type = result.run_type = plan.run_type
         if begin.previous is not None and plan.run_type == "incremental":
             entry.previous_watermark = result.watermark_before = begin.previous.watermark

@@ -393,7 +393,8 @@ class OpenMirroringStore:
         self._apply(path, record)
         # Only the last record is needed; pruned by a commit only, so a run that writes nothing
         # changes nothing.
-        for old, _ in self._records()[:-10]:
+        records = sorted(o["path"] for o in self.work.list("commits") if o["path"].endswith(".json"))
+        for old in records[:-10]:
             self.work.delete(old)
         return Commit(
             run, request.run_type, record["rows"], ",".join(record["published"]), request.owner, request.position
