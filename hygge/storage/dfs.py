@@ -26,14 +26,34 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hygge.errors import ConfigError, StoreError
 from hygge.redact import redact
-from hygge.storage.location import ONELAKE_DFS, ONELAKE_FOLDERS
+from hygge.storage.credentials import ResolvedCredential
+from hygge.storage.location import ONELAKE_DFS, ONELAKE_FOLDERS, Location
 
-if TYPE_CHECKING:
-    from hygge.storage.objects import Storage
+
+class Storage(Protocol):
+    """What the folder operations use of a `hygge.storage.objects.Storage`, named here so that this
+    module, which Storage calls, does not import it back."""
+
+    location: Location
+    credential: ResolvedCredential | None
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+
+    def describe(self) -> str: ...
+
+    def list(self, prefix: str = "") -> list[dict[str, Any]]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def delete(self, path: str) -> None: ...
+
+    def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None: ...
+
 
 __all__ = [
     "account_url",

@@ -285,7 +285,7 @@ class Storage:
 
         One atomic call on local folders and on ADLS Gen2 / OneLake (the DFS API, which refuses
         OneLake's workspace, item and Files/Tables levels); object by object on Azurite."""
-        from hygge.storage import dfs
+        import hygge.storage.dfs as dfs
 
         if self.is_local:
             dfs.delete_local_folder(self, path)
@@ -299,7 +299,7 @@ class Storage:
 
         One atomic call on local folders and on ADLS Gen2 / OneLake; on Azurite each object is
         copied then deleted."""
-        from hygge.storage import dfs
+        import hygge.storage.dfs as dfs
 
         if self.is_local:
             dfs.rename_local_folder(self, src, dst)
