@@ -51,6 +51,21 @@ class Boundary:
             kind = "datetime"
         return lower_bound(self.max, kind, self.lookback)
 
+    def next_rows(
+        self, previous: pa.Table | None, deletes: pa.Table | None, keys: list[str]
+    ) -> pa.Table | None:
+        """The boundary rows to keep after this commit, or None when they stay as they were. A key the
+        commit deletes is no longer landed at the boundary: re-inserted as it was, it must land."""
+        deleted = (
+            deletes is not None and deletes.num_rows > 0 and previous is not None and previous.num_rows > 0
+        )
+        if deleted:
+            assert deletes is not None and previous is not None
+            previous = previous.join(deletes.select(keys), keys=keys, join_type="left anti")
+        if self.column and self.max is not None:
+            return self.rows(previous=previous)
+        return previous if deleted else None
+
     def rows(self, previous: pa.Table | None) -> pa.Table:
         tables = [pa.Table.from_batches(self.batches)] if self.batches else []
         if previous is not None and previous.num_rows:

@@ -28,7 +28,14 @@ RUN_TYPE_KEY = "hygge.run_type"
 OWNER_KEY = "hygge.owner"
 POSITION_KEY = "hygge.position"
 # Operations that keep a table's rows as they are: another writer may run them between hygge's runs.
-_MAINTENANCE = {"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "ADD CONSTRAINT", "DROP CONSTRAINT"}
+_MAINTENANCE = {
+    "OPTIMIZE",
+    "VACUUM START",
+    "VACUUM END",
+    "SET TBLPROPERTIES",
+    "ADD CONSTRAINT",
+    "DROP CONSTRAINT",
+}
 OP = "__hygge_op"  # in a MERGE's source only: 0 upsert, 2 delete
 UPSERT, DELETE = 0, 2
 
@@ -100,7 +107,9 @@ class DeltaStore:
             # This exact attempt already committed (a retried commit): nothing to do.
             return self.recover() or Commit(request.entity_run_id, request.run_type)
         metadata = {RUN_ID_KEY: request.entity_run_id, RUN_TYPE_KEY: request.run_type}
-        metadata.update({k: v for k, v in ((OWNER_KEY, request.owner), (POSITION_KEY, request.position)) if v})
+        metadata.update(
+            {k: v for k, v in ((OWNER_KEY, request.owner), (POSITION_KEY, request.position)) if v}
+        )
         props = CommitProperties(
             custom_metadata=metadata,
             app_transactions=[Transaction(self.app_id, request.version)],

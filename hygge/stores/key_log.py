@@ -116,7 +116,9 @@ def landed_keys(work: Storage, keys: list[str], soft_column: str | None) -> Iter
         yield batch.select(keys)
 
 
-def last_rows(work: Storage, keys: list[str], soft_column: str, wanted: pa.Table, schema: pa.Schema) -> pa.Table:
+def last_rows(
+    work: Storage, keys: list[str], soft_column: str, wanted: pa.Table, schema: pa.Schema
+) -> pa.Table:
     """The last landed rows of the `wanted` keys (soft deletes rewrite them with a deleted-at time)."""
     targets = wanted.select(keys)
     found = [
@@ -137,6 +139,21 @@ def last_rows(work: Storage, keys: list[str], soft_column: str, wanted: pa.Table
             field="deletes.mode",
         )
     return pa.table([rows.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+def install(work: Storage, record: dict[str, Any], keys: list[str], compacted_name: str) -> None:
+    """Move a commit's staged key log into place (a full_drop's replaces every earlier one), then
+    compact when due. Each step can be repeated: a rerun finishes an interrupted commit."""
+    staged, final = record.get("keys_log"), record.get("keys_final")
+    if not staged or not final:
+        return
+    if record["run_type"] == "full_drop":
+        for path in log_paths(work):
+            if path != final:
+                work.delete(path)
+    if work.exists(staged):
+        work.rename(staged, final, overwrite=True)
+    compact(work, keys, compacted_name)
 
 
 def compact(work: Storage, keys: list[str], name: str) -> None:

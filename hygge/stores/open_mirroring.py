@@ -265,25 +265,14 @@ class OpenMirroringStore:
             record["done"].append(staged)
             self._save(path, record)
         fault("om.published")
-        self._apply_key_log(record)
+        key_log.install(
+            self.work, record, self.keys, f"{_stamp()}-{record['entity_run_id']}-compacted.parquet"
+        )
         if record.get("boundary") and self.work.exists(record["boundary"]):
             self.work.put("boundary.parquet", self.work.get(record["boundary"]))
             self.work.delete(record["boundary"])  # staged copy: gone with its commit, not left for later
         record["state"] = "applied"
         self._save(path, record)
-
-    def _apply_key_log(self, record: dict[str, Any]) -> None:
-        """Move the commit's key log into place (a full_drop's log replaces every earlier one)."""
-        staged, final = record.get("keys_log"), record.get("keys_final")
-        if not staged or not final:
-            return
-        if record["run_type"] == "full_drop":
-            for path in key_log.log_paths(self.work):
-                if path != final:
-                    self.work.delete(path)
-        if self.work.exists(staged):
-            self.work.rename(staged, final, overwrite=True)
-        key_log.compact(self.work, self.keys, f"{_stamp()}-{record['entity_run_id']}-compacted.parquet")
 
     def _deleted(self, request: WriteRequest, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, int]]:
         """The run's deletes as rows: key columns with marker 2, or (soft) the last landed row with
@@ -301,7 +290,8 @@ class OpenMirroringStore:
             return
         count = deletes.num_rows
         columns = [
-            deletes.column(f.name).cast(f.type) if f.name in self.keys else pa.nulls(count, f.type) for f in schema
+            deletes.column(f.name).cast(f.type) if f.name in self.keys else pa.nulls(count, f.type)
+            for f in schema
         ]
         for batch in pa.Table.from_arrays(columns, schema=schema).combine_chunks().to_batches():
             yield batch, DELETE
@@ -368,17 +358,9 @@ class OpenMirroringStore:
             "position": request.position,
         }
         previous = None if request.run_type == "full_drop" else self._boundary_rows()
-        deleted = request.delete_count > 0 and previous is not None and previous.num_rows > 0
-        if deleted:
-            # A deleted key is no longer landed at the boundary: re-inserted as it was, it must land.
-            assert request.deletes is not None and previous is not None
-            previous = previous.join(request.deletes.select(self.keys), keys=self.keys, join_type="left anti")
-        kept = None
-        if boundary.column and boundary.max is not None:
-            kept = boundary.rows(previous=previous)
+        kept = boundary.next_rows(previous, request.deletes, self.keys)
+        if boundary.max is not None:
             record["watermark_max"] = str(boundary.max)
-        elif deleted:
-            kept = previous
         if kept is not None:
             sink = io.BytesIO()
             pq.write_table(kept, sink)
@@ -397,7 +379,12 @@ class OpenMirroringStore:
         for old in records[:-10]:
             self.work.delete(old)
         return Commit(
-            run, request.run_type, record["rows"], ",".join(record["published"]), request.owner, request.position
+            run,
+            request.run_type,
+            record["rows"],
+            ",".join(record["published"]),
+            request.owner,
+            request.position,
         )
 
     # --- what landed ---------------------------------------------------------------------------

@@ -229,7 +229,9 @@ class ParquetStore:
         dropped = pa.concat_tables(gone).group_by(key_names).aggregate([]) if gone else None
         marked = None
         if soft and deletes is not None:
-            marked = deletes.select(key_names).append_column("__hygge_gone", pa.array([True] * deletes.num_rows))
+            marked = deletes.select(key_names).append_column(
+                "__hygge_gone", pa.array([True] * deletes.num_rows)
+            )
         touched = pa.concat_tables([t.select(key_names) for t in (dropped, marked) if t is not None])
         rewrites: list[tuple[str, str]] = []
         removes: list[str] = []
