@@ -272,6 +272,15 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
+def _ratio(label: str, top: dict, bottom: dict, target: float) -> str:
+    """`label: a s / b s = r x (target <= t: met); peak RSS m MB` for two measured runs."""
+    ratio = top["wall_s"] / bottom["wall_s"]
+    return (
+        f"{label}: {top['wall_s']:.2f} s / {bottom['wall_s']:.2f} s = {ratio:.3f}x "
+        f"(target <= {target}: {_met(ratio <= target)}); peak RSS {top['peak_rss_mb']:.0f} MB"
+    )
+
+
 def summary(results: list[dict]) -> list[str]:
     """The figures the targets are stated in, each with met / not met."""
     by = {r["scenario"]: r for r in results if r.get("status") == "ok" and "wall_s" in r}
@@ -279,12 +288,10 @@ def summary(results: list[dict]) -> list[str]:
     for kind in STORES:
         plain, detect = by.get(f"plain_{kind} +changes"), by.get(f"detect_{kind} +changes")
         if plain and detect:
-            ratio = detect["wall_s"] / plain["wall_s"]
             lines.append(
-                f"detect/plain {kind}: {detect['wall_s']:.2f} s / {plain['wall_s']:.2f} s = {ratio:.2f}x "
-                f"(target <= {TARGET_DETECT_RATIO}: {_met(ratio <= TARGET_DETECT_RATIO)}); peak RSS "
-                f"{detect['peak_rss_mb']:.0f} MB vs {plain['peak_rss_mb']:.0f} MB (target <= "
-                f"{TARGET_RSS_MB:.0f}: {_met(detect['peak_rss_mb'] <= TARGET_RSS_MB)})"
+                _ratio(f"detect/plain {kind}", detect, plain, TARGET_DETECT_RATIO)
+                + f" vs {plain['peak_rss_mb']:.0f} MB (target <= {TARGET_RSS_MB:.0f}: "
+                f"{_met(detect['peak_rss_mb'] <= TARGET_RSS_MB)})"
             )
     for kind in STORES:
         for mode in ("plain", "detect"):
@@ -298,11 +305,8 @@ def summary(results: list[dict]) -> list[str]:
     for kind in FEED_STORES:
         full, step = by.get(f"feed_{kind} full"), by.get(f"feed_{kind} +changes")
         if full and step:
-            ratio = step["wall_s"] / full["wall_s"]
             lines.append(
-                f"logical decoding {kind}: incremental {step['wall_s']:.2f} s / full {full['wall_s']:.2f} s = "
-                f"{ratio:.3f}x (target <= {TARGET_FEED_RATIO}: {_met(ratio <= TARGET_FEED_RATIO)}); peak RSS "
-                f"{step['peak_rss_mb']:.0f} MB"
+                _ratio(f"logical decoding {kind} (incremental / full)", step, full, TARGET_FEED_RATIO)
             )
     over = [
         f"{r['scenario']} {r['peak_rss_mb']:.0f}" for r in results if r.get("peak_rss_mb", 0) > TARGET_RSS_MB

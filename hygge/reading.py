@@ -72,17 +72,17 @@ def read_watermark(
         # No watermark to start from (the column held only NULLs, or it changed): everything is read
         # again, and without a key to merge on, appending it would double every landed row.
         run_type = "full_drop"
-    plan = Read(pa.RecordBatchReader.from_batches(home.schema(), iter(())), run_type, None, bound, prev_value)
     # Soft deletes add a column the home's files lack: those are re-encoded, not copied.
-    plan.copies = None if deletes.soft_column(entity) else _copies(home, store, run_type, bound)
+    copies = None if deletes.soft_column(entity) else _copies(home, store, run_type, bound)
+    gone = None
     if run_type == "incremental" and deletes.reconcile_due(
         entity, at_store(runs, store.describe()), options.reconcile
     ):
-        plan.deletes = _detect(entity, home, store, options)
+        gone = _detect(entity, home, store, options)
         entry.reconciled = True
-    if not plan.copies:
-        plan.reader = home.read(bound)
-    return plan
+    # Copied files are not streamed: the store is handed an empty stream of the pinned schema.
+    reader = pa.RecordBatchReader.from_batches(home.schema(), iter(())) if copies else home.read(bound)
+    return Read(reader, run_type, gone, bound, prev_value, copies=copies)
 
 
 def _detect(entity: ResolvedEntity, home: Any, store: Any, options: RunOptions) -> pa.Table:
@@ -127,12 +127,10 @@ def read_feed(
     upserts = changes.upserts
     if not getattr(changes, "ready", True):  # deletes come only once the upserts were read
         upserts = spooled(upserts)
-    max_share = deletes.guard_share(entity) or 0.5
-    if changes.deletes.num_rows and max_share < 1:
+    share = deletes.guard_share(entity)
+    if changes.deletes.num_rows and share is not None and share < 1:
         landed = store.row_count()  # from metadata: an upper bound of the live keys, cheap every run
-        mass_delete_guard(
-            changes.deletes.num_rows, landed, max_share, options.allow_mass_delete, "change feed"
-        )
+        mass_delete_guard(changes.deletes.num_rows, landed, share, options.allow_mass_delete, "change feed")
     return Read(upserts, "incremental", changes.deletes, position=window.end, window=window)
 
 

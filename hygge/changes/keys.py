@@ -171,5 +171,6 @@ def keys_absent_from(
     if not gone:
         return pa.table([pa.array([], t) for t in shape.types], names=list(shape.names)), seen
     table = pa.concat_tables(gone)
-    # The same key may be listed twice on the landed side (an append-only key log): name it once.
+    # Each store lists a live key once; naming a delete once more costs a group-by of the deletes
+    # only, and keeps a store that lists one twice (a hand-edited folder) from deleting it twice.
     return table.group_by(list(shape.names)).aggregate([]).select(list(shape.names)), seen

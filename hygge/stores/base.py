@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hygge.homes.base import SourceFile
 
@@ -76,8 +77,6 @@ class Store(Protocol):
 
 def live_only(batch: pa.RecordBatch, keys: list[str], soft_column: str | None) -> pa.RecordBatch:
     """The key columns of the rows not soft-deleted."""
-    import pyarrow.compute as pc
-
     if soft_column and soft_column in batch.schema.names:
         batch = batch.filter(pc.is_null(batch.column(soft_column)))
     return batch.select(keys)

@@ -98,10 +98,9 @@ class ParquetStore:
         return sum(pq.read_metadata(p, filesystem=filesystem).num_rows for p in paths)
 
     def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
-        filesystem, _ = self.location.filesystem()
-        for path in self.data_files():
-            _, [local] = self.location.dataset_paths([path])
-            with filesystem.open_input_file(local) as handle:
+        filesystem, paths = self.location.dataset_paths(self.data_files())
+        for path in paths:
+            with filesystem.open_input_file(path) as handle:
                 file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
                 extra = [soft_column] if soft_column and soft_column in file.schema_arrow.names else []
                 for batch in file.iter_batches(batch_size=262_144, columns=keys + extra):
