@@ -129,7 +129,7 @@ def read_feed(
         upserts = spooled(upserts)
     share = deletes.guard_share(entity)
     if changes.deletes.num_rows and share is not None and share < 1:
-        landed = store.row_count()  # from metadata: an upper bound of the live keys, cheap every run
+        landed = deletes.landed_for_guard(store, changes.deletes.num_rows, share)
         mass_delete_guard(changes.deletes.num_rows, landed, share, options.allow_mass_delete, "change feed")
     return Read(upserts, "incremental", changes.deletes, position=window.end, window=window)
 

@@ -158,3 +158,29 @@ def test_feed_drop_command_removes_the_slot_and_the_next_run_reloads(tmp_path, p
         assert conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
     assert land(root).run_type == "full_drop"  # no slot: the position is gone, reloaded in full
     assert landed_rows(root) == source(pg_db)
+
+
+def test_open_mirroring_feed_guard_counts_keys_only_when_the_floor_refuses(tmp_path, pg_db, monkeypatch) -> None:
+    """The key log's floor (first log less later deletes) spares a replay of every key each run; a
+    floor below the guard's line is recounted exactly, so keys deleted and inserted again never
+    make the guard refuse what the true count allows."""
+    from hygge.stores.open_mirroring import OpenMirroringStore
+
+    create(pg_db, 10)
+    root = project(tmp_path, pg_db, "open_mirroring", entity=FEED)
+    land(root)
+    pg_execute(pg_db, "DELETE FROM items WHERE id IN (1, 2, 3)")
+    land(root)
+    pg_execute(pg_db, ("INSERT INTO items SELECT g, 'again', 1, %s FROM generate_series(1, 3) g", (later(1),)))
+    land(root)  # floor 7, live 10
+    exact = OpenMirroringStore.row_count
+    with monkeypatch.context() as patched:
+        patched.setattr(OpenMirroringStore, "row_count", lambda self: pytest.fail("replayed every key"))
+        pg_execute(pg_db, "DELETE FROM items WHERE id = 10")
+        land(root)  # 1 <= 0.5 * 7: the floor suffices
+    counted: list[int] = []
+    monkeypatch.setattr(OpenMirroringStore, "row_count", lambda self: counted.append(exact(self)) or counted[-1])
+    pg_execute(pg_db, "DELETE FROM items WHERE id IN (5, 6, 7, 8)")
+    land(root)  # 4 > 0.5 * 6 (floor: 10 - 3 - 1) yet 4 <= 0.5 * 9 live: allowed on the exact count
+    assert counted == [9]
+    assert landed_rows(root) == source(pg_db)

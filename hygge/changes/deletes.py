@@ -72,6 +72,16 @@ def guard_share(entity: ResolvedEntity) -> float | None:
     return 0.5 if entity.feed is not None else None
 
 
+def landed_for_guard(store: Any, deleting: int, share: float) -> int:
+    """The landed keys a change feed's guard weighs `deleting` against: a store's cheap floor where it
+    has one (an under-count only makes the guard stricter), counted exactly only when the floor would
+    refuse, so a refusal always names the true count."""
+    floor = getattr(store, "live_key_floor", None)
+    if floor is not None and deleting <= share * (low := floor()):
+        return low
+    return store.row_count()
+
+
 def refuse_emptying(
     batches: Iterator[pa.RecordBatch], entity: ResolvedEntity, store: Any, allowed: bool
 ) -> Iterator[pa.RecordBatch]:

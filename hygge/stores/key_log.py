@@ -64,10 +64,25 @@ def log_paths(work: Storage) -> list[str]:
     return sorted(o["path"] for o in work.list(FOLDER) if o["path"].endswith(".parquet"))
 
 
-def _batches(work: Storage, path: str) -> Iterator[pa.RecordBatch]:
+def _batches(work: Storage, path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     filesystem, [full] = work.dataset_paths([path])
     with filesystem.open_input_file(full) as handle:
-        yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=BATCH)
+        yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=BATCH, columns=columns)
+
+
+def live_floor(work: Storage) -> int:
+    """At most the live keys, from footers and the later logs' operations only: the first log holds one
+    row a key, and each later delete removes at most one of them (upserts only add). A replay of 10M
+    keys costs seconds; this costs the small later logs' op columns."""
+    paths = log_paths(work)
+    if not paths:
+        return 0
+    filesystem, [first] = work.dataset_paths(paths[:1])
+    floor = pq.read_metadata(first, filesystem=filesystem).num_rows
+    for path in paths[1:]:
+        for batch in _batches(work, path, [OP]):
+            floor -= pc.sum(pc.equal(batch.column(0), GONE)).as_py() or 0
+    return max(floor, 0)
 
 
 def _recent(work: Storage, paths: list[str], keys: list[str], schema: pa.Schema) -> pa.Table | None:

@@ -301,6 +301,10 @@ class OpenMirroringStore:
         twice twice, and an over-count would let the mass-delete guard pass too much)."""
         return sum(b.num_rows for b in key_log.landed_keys(self.work, self.keys, None))
 
+    def live_key_floor(self) -> int:
+        """At most the live landed keys, without a replay (see key_log.live_floor)."""
+        return key_log.live_floor(self.work)
+
     def landed_keys(self, keys: list[str], soft_column: str | None) -> Iterator[pa.RecordBatch]:
         return key_log.landed_keys(self.work, keys, soft_column)
 
