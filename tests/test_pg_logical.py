@@ -164,10 +164,12 @@ def test_expired_positions(items: tuple[str, LogicalFeed]) -> None:
 
 
 def test_odd_identifiers(db: str) -> None:
-    """Spaces, quotes, backslashes and non-ASCII letters in schema, table, column names and key values."""
+    """Spaces, quotes, backslashes and non-ASCII letters in schema, table, column names and key values;
+    key values that mean something inside an array literal (braces, commas, NULL, empty)."""
     schema, table, key, value = 'Sch "q" é', 'Tåble "x" y', 'Kéy "1"', "va lue"
     target = f"{ident(schema)}.{ident(table)}"
     odd = ["it's", "back\\slash", '"dq"', "ünï 'q' \\x"]
+    array_like = ["{a,b}", "NULL", "", "x,y", '\\"}{']
     sql(
         db,
         f"CREATE SCHEMA {ident(schema)}",
@@ -182,9 +184,11 @@ def test_odd_identifiers(db: str) -> None:
         f"UPDATE {target} SET {ident(value)} = 10 WHERE {ident(key)} = {literal(odd[0])}",
         f"DELETE FROM {target} WHERE {ident(key)} = {literal(odd[1])}",
         f"INSERT INTO {target} VALUES ({literal(odd[3])}, 4)",
+        *(f"INSERT INTO {target} VALUES ({literal(v)}, 5)" for v in array_like),
     )
     upserts, deletes, _ = read(feed, next_window(feed, first))
-    assert upserts == [{key: odd[0], value: 10}, {key: odd[3], value: 4}]
+    expected = [{key: odd[0], value: 10}, {key: odd[3], value: 4}, *({key: v, value: 5} for v in array_like)]
+    assert upserts == sorted(expected, key=lambda row: row[key])
     assert deletes == [{key: odd[1]}]
 
 
@@ -210,7 +214,9 @@ def test_composite_keys_of_many_types(db: str) -> None:
     )
     window = next_window(feed, first)
     schema = feed.home.schema()
-    assert feed.changes(window).deletes.schema == pa.schema([schema.field(k) for k in feed.keys])
+    changes = feed.changes(window)
+    changes.upserts.read_all()  # deletes are gathered while the rows are read
+    assert changes.deletes.schema == pa.schema([schema.field(k) for k in feed.keys])
     assert schema.field("ki").type == pa.int32() and schema.field("ktz").type == pa.timestamp("us", tz="UTC")
     upserts, deletes, _ = read(feed, window)
     ts = dt.datetime

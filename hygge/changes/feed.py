@@ -21,6 +21,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from hygge.errors import SourceError
+
 
 @dataclass(frozen=True)
 class FeedWindow:
@@ -39,6 +41,38 @@ class FeedChanges:
     upserts: pa.RecordBatchReader
     deletes: pa.Table
     truncated: str | None = None  # the table was emptied within the window (why): reload it in full
+
+
+class GatheredChanges(FeedChanges):
+    """FeedChanges split from one stream (Change Tracking's changes joined to the table, logical decoding's
+    keys joined to it): `deletes` is ready only once `upserts` was read to its end."""
+
+    def __init__(self, upserts: pa.RecordBatchReader, key_schema: pa.Schema) -> None:
+        self._deletes: pa.Table | None = None
+        self.key_schema = key_schema
+        super().__init__(upserts, None)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def deletes(self) -> pa.Table:
+        if self._deletes is None:
+            raise SourceError(
+                "the deleted keys of this change window are gathered while its upserts are read",
+                hint="read FeedChanges.upserts to its end before FeedChanges.deletes",
+            )
+        return self._deletes
+
+    @deletes.setter
+    def deletes(self, value: pa.Table | None) -> None:
+        self._deletes = value
+
+    @property
+    def ready(self) -> bool:
+        """Whether the upserts were read to their end (and `deletes` can be read)."""
+        return self._deletes is not None
+
+    def __repr__(self) -> str:
+        deletes = f"{self._deletes.num_rows} rows" if self._deletes is not None else "(after the upserts)"
+        return f"GatheredChanges(upserts={self.upserts.schema.names}, deletes={deletes})"
 
 
 class ChangeFeed(Protocol):

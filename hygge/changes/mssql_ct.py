@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hygge.changes.feed import FeedChanges, FeedWindow
+from hygge.changes.feed import FeedChanges, FeedWindow, GatheredChanges
 from hygge.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:
@@ -58,37 +58,6 @@ class Position:
     read_committed_snapshot: bool  # READ_COMMITTED_SNAPSHOT ON
     key_columns: int  # columns of the table's primary key (0 when the login cannot see the catalog)
     key_matches: int  # how many of them are the entity's keys
-
-
-class GatheredChanges(FeedChanges):
-    """FeedChanges split from one stream: `deletes` is ready only once `upserts` was read to its end."""
-
-    def __init__(self, upserts: pa.RecordBatchReader, key_schema: pa.Schema) -> None:
-        self._deletes: pa.Table | None = None
-        self.key_schema = key_schema
-        super().__init__(upserts, None)  # type: ignore[arg-type]
-
-    @property  # type: ignore[override]
-    def deletes(self) -> pa.Table:
-        if self._deletes is None:
-            raise SourceError(
-                "the deleted keys of a Change Tracking window are gathered while its upserts are read",
-                hint="read FeedChanges.upserts to its end before FeedChanges.deletes",
-            )
-        return self._deletes
-
-    @deletes.setter
-    def deletes(self, value: pa.Table | None) -> None:
-        self._deletes = value
-
-    @property
-    def ready(self) -> bool:
-        """Whether the upserts were read to their end (and `deletes` can be read)."""
-        return self._deletes is not None
-
-    def __repr__(self) -> str:
-        deletes = f"{self._deletes.num_rows} rows" if self._deletes is not None else "(after the upserts)"
-        return f"GatheredChanges(upserts={self.upserts.schema.names}, deletes={deletes})"
 
 
 class ChangeTrackingFeed:

@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from hygge.changes import pgoutput
-from hygge.changes.feed import FeedChanges, FeedWindow
+from hygge.changes.feed import FeedChanges, FeedWindow, GatheredChanges
 from hygge.changes.pg_slot import Session, TableInfo
 from hygge.config.models import ResolvedEntity
 from hygge.errors import SourceError
 from hygge.homes.sql.home import SqlHome
 
-CHUNK = 10_000  # keys per SQL statement that reads or checks them (about 1 MB of SQL for text keys)
+CHUNK = 50_000  # keys per SQL statement that reads their rows (a few MB of SQL for text keys)
 FLUSH = 100_000  # changes gathered in Python lists before they are reduced to one row a key in Arrow
-_TEXT = "hygge_key_text_"  # result columns carrying a key's text form back (never a real column name)
+_KEY = "hygge_key_"  # result columns carrying the joined keys back (never a real column name)
 _GONE = "hygge_key_gone"
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1 (bytes)
 
@@ -167,13 +167,16 @@ class LogicalFeed:
             net = NetKeys(len(self.keys))
             truncated, pending = self._read_feed(db, table, begin, end, net)
             db.wait_visible(pending)  # the table read below must see every commit in the window
-        deletes, upsert_keys = self._split(net.result(), table)
         schema = self.home.schema()
-        return FeedChanges(
-            upserts=pa.RecordBatchReader.from_batches(schema, self._rows(upsert_keys, table)),
-            deletes=deletes,
-            truncated=truncated,
-        )
+        key_schema = pa.schema([schema.field(k) for k in self.keys])
+
+        def finish(deletes: pa.Table) -> None:
+            gathered.deletes = deletes
+
+        rows = self._current(net.result(), table, key_schema, finish)
+        gathered = GatheredChanges(pa.RecordBatchReader.from_batches(schema, rows), key_schema)
+        gathered.truncated = truncated
+        return gathered
 
     def acknowledge(self, window: FeedWindow) -> None:
         """Let the server forget the window (called only after the journal recorded `window.end`). A slot
@@ -313,65 +316,60 @@ class LogicalFeed:
             key.append(value.decode("utf-8"))
         return tuple(key)
 
-    def _keys_sql(self, keys: pa.Table, table: TableInfo, with_op: bool) -> str:
+    def _keys_sql(self, keys: pa.Table, table: TableInfo) -> str:
         """A subquery `k` of the keys cast from text to the columns' own types (PostgreSQL parses its own
-        text output exactly), plus their text (`hygge_key_text_i`) and op when asked."""
-        arrays = [
-            "ARRAY[" + ",".join(_literal(v) for v in keys.column(i).to_pylist()) + "]::text[]"
-            for i in range(len(self.keys))
-        ]
-        aliases = [f"c{i}" for i in range(len(self.keys))]
-        if with_op:
-            arrays.append(
-                "ARRAY[" + ",".join(_literal(v) for v in keys.column("op").to_pylist()) + "]::text[]"
-            )
-            aliases.append("op")
+        text output exactly) and their op. One array literal a column is one constant to parse: 10k
+        `ARRAY[…]` elements took twice as long to plan as to run (measured)."""
+        arrays = [_array(keys.column(i).to_pylist()) for i in range(len(self.keys))]
+        arrays.append(_array(keys.column("op").to_pylist()))
+        aliases = [f"c{i}" for i in range(len(self.keys))] + ["op"]
         q = self.home.dialect.quote
-        casts = [f"CAST(u.c{i} AS {table.types[k]}) AS {q(k)}" for i, k in enumerate(self.keys)]
-        if with_op:
-            casts += [f"u.c{i} AS {q(_TEXT + str(i))}" for i in range(len(self.keys))] + ["u.op"]
+        casts = [f"CAST(u.c{i} AS {table.types[k]}) AS {q(k)}" for i, k in enumerate(self.keys)] + ["u.op"]
         return f"SELECT {', '.join(casts)} FROM unnest({', '.join(arrays)}) AS u({', '.join(aliases)})"
 
-    def _split(self, net: pa.Table, table: TableInfo) -> tuple[pa.Table, pa.Table]:
-        """Deletes (pinned key types) and the text keys to upsert. A key upserted in the window but gone
-        from the table now was deleted after the window: a delete (the next window sees it again)."""
+    def _current(
+        self, net: pa.Table, table: TableInfo, key_schema: pa.Schema, finish: Callable[[pa.Table], None]
+    ) -> Iterator[pa.RecordBatch]:
+        """The current rows of the window's upserted keys, one statement per CHUNK keys, read lazily. A key
+        deleted in the window, or upserted in it but gone from the table now (deleted after the window:
+        the next window sees that again), comes back as a delete: all of them go to `finish` once
+        every chunk was read. One join a chunk both reads the rows and finds the deletes."""
+        schema = self.home.schema()
+        dialect, q = self.home.dialect, self.home.dialect.quote
+        alias = q("hygge_t")
         columns = {c.name: c for c in self.home.columns()}
-        key_fields = [self.home.schema().field(k) for k in self.keys]
-        text_fields = [pa.field(_TEXT + str(i), pa.string()) for i in range(len(self.keys))]
-        schema = pa.schema([*key_fields, *text_fields, pa.field(_GONE, pa.bool_())])
-        q = self.home.dialect.quote
-        match = " AND ".join(f"t.{q(k)} = k.{q(k)}" for k in self.keys)
-        select = [self.home.dialect.select_expression(columns[k]) for k in self.keys]
-        select += [f"k.{q(f.name)}" for f in text_fields]
-        gone = f"(k.op = 'D' OR NOT EXISTS (SELECT 1 FROM {self.qualified} AS t WHERE {match})) AS {q(_GONE)}"
+        named = [_KEY + str(i) for i in range(len(self.keys))]
+        keys_out = [
+            f"{dialect.fetch_expression(columns[k], 'k.' + q(k))} AS {q(n)}"
+            for k, n in zip(self.keys, named, strict=True)
+        ]
+        match = " AND ".join(f"{alias}.{q(k)} = k.{q(k)}" for k in self.keys)
+        gone = f"(k.op = 'D' OR {alias}.{q(self.keys[0])} IS NULL) AS {q(_GONE)}"
+        carried = [pa.field(n, key_schema.field(k).type) for k, n in zip(self.keys, named, strict=True)]
+        stream = pa.schema([*schema, *carried, pa.field(_GONE, pa.bool_())])
         deletes: list[pa.Table] = []
-        upserts: list[pa.Table] = []
         for at in range(0, net.num_rows, CHUNK):
-            keys = self._keys_sql(net.slice(at, CHUNK), table, True)
-            sql = f"SELECT {', '.join(select)}, {gone} FROM ({keys}) AS k"
-            checked = self.home.read_sql(sql, schema=schema).read_all()
-            flags = checked.column(_GONE)
-            deletes.append(checked.filter(flags).select(self.keys))
-            upserts.append(checked.filter(pc.invert(flags)).select([f.name for f in text_fields]))
-        empty = pa.schema(key_fields).empty_table()
-        text_empty = pa.schema(text_fields).empty_table()
-        return (
-            pa.concat_tables(deletes) if deletes else empty,
-            pa.concat_tables(upserts) if upserts else text_empty,
-        )
-
-    def _rows(self, keys: pa.Table, table: TableInfo) -> Iterator[pa.RecordBatch]:
-        """The current rows of `keys` (text form), one statement per CHUNK keys, read lazily."""
-        q = self.home.dialect.quote
-        alias = "hygge_t"
-        row = ", ".join(f"{q(alias)}.{q(k)}" for k in self.keys)
-        for at in range(0, keys.num_rows, CHUNK):
-            chunk = keys.slice(at, CHUNK)
             sql = (
-                f"SELECT {self.home.select_list(alias)} FROM {self.qualified} AS {q(alias)} "
-                f"WHERE ({row}) IN ({self._keys_sql(chunk, table, False)})"
+                f"SELECT {self.home.select_list('hygge_t')}, {', '.join(keys_out)}, {gone} "
+                f"FROM ({self._keys_sql(net.slice(at, CHUNK), table)}) AS k "
+                f"LEFT JOIN {self.qualified} AS {alias} ON {match}"
             )
-            yield from self.home.read_sql(sql)
+            for batch in self.home.read_sql(sql, stream):
+                flags = batch.column(_GONE)
+                if pc.any(flags).as_py():
+                    gone_rows = pa.Table.from_batches([batch.filter(flags)])
+                    deletes.append(gone_rows.select(named).rename_columns(self.keys))
+                    batch = batch.filter(pc.invert(flags))
+                if batch.num_rows:
+                    yield batch.select(schema.names)
+        finish(pa.concat_tables(deletes).cast(key_schema) if deletes else key_schema.empty_table())
+
+
+def _array(values: list[str]) -> str:
+    """A text[] constant holding `values` exactly: each element double-quoted (so 'NULL' stays text),
+    its backslashes and double quotes escaped as PostgreSQL's array input expects."""
+    elements = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return _literal("{" + ",".join(elements) + "}") + "::text[]"
 
 
 def drop_feed(entity: ResolvedEntity, home: SqlHome) -> None:
