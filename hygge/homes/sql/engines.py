@@ -7,6 +7,8 @@ lands. Drivers are imported lazily, so `import hygge` needs neither.
 
 from __future__ import annotations
 
+import itertools
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -56,11 +58,32 @@ class Connectorx:
     def stream(
         self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
     ) -> pa.RecordBatchReader:
-        kwargs: dict = {"return_type": "arrow_stream", "batch_size": batch_size}
-        if partition_on:
-            kwargs["partition_on"] = partition_on
-            kwargs["partition_num"] = partition_num or 2
-        return self._cx().read_sql(self._url, sql, **kwargs)
+        queries = self._ranges(sql, partition_on, partition_num or 2) if partition_on else sql
+        return self._cx().read_sql(self._url, queries, return_type="arrow_stream", batch_size=batch_size)
+
+    def _ranges(self, sql: str, column: str, parts: int) -> str | list[str]:
+        """`sql` split into `parts` ranges of `column` (read on as many connections at once), then its
+        NULLs. Written here rather than connectorx's own `partition_on`, which returns no rows at all
+        when the column holds its type's largest value (its range end overflows) and leaves out rows
+        where it is NULL (both seen with connectorx 0.4.6): bounds here are Python numbers, the last
+        range has no upper end, and NULLs get a range of their own."""
+        bounds = self.table(f"SELECT MIN({column}) AS lo, MAX({column}) AS hi FROM ({sql}) AS hygge_r")
+        low, high = bounds.column(0)[0].as_py(), bounds.column(1)[0].as_py()
+        if low is None or low == high:
+            return sql
+        if isinstance(low, bool) or not isinstance(low, int | float | Decimal):
+            raise ValueError(f"partition_on column {column} is not numeric (its smallest value is {low!r})")
+        if isinstance(low, int):
+            cuts = sorted({low + (high - low) * i // parts for i in range(1, parts)} - {low})
+        else:
+            cuts = sorted({low + (high - low) * i / parts for i in range(1, parts)} - {low})
+        wrapped = f"SELECT * FROM ({sql}) AS hygge_p WHERE "
+        queries = []
+        for start, end in itertools.pairwise([None, *cuts, None]):
+            tests = [f"{column} >= {start}"] if start is not None else []
+            tests += [f"{column} < {end}"] if end is not None else []
+            queries.append(wrapped + (" AND ".join(tests) or f"{column} IS NOT NULL"))
+        return [*queries, wrapped + f"{column} IS NULL"]
 
     def result_schema(self, sql: str) -> pa.Schema:
         return self._cx().read_sql(self._url, sql, return_type="arrow_stream").schema
