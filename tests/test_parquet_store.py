@@ -361,6 +361,6 @@ def test_a_first_keyed_incremental_load_does_not_gather_keys(tmp_path: Path, mon
     def refuse(*args, **kwargs):
         raise AssertionError("a first load looked for rows to replace")
 
-    monkeypatch.setattr(ParquetStore, "_rewrite_without", refuse)
+    monkeypatch.setattr(ParquetStore, "_changed_files", refuse)
     commit = store.write(reader_of(rows(range(20))), request("first000", "incremental", ["id"]))
     assert commit.rows == 20

@@ -26,6 +26,7 @@ from hygge.storage import NotFoundError, Storage
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.files import layout_of, write_files
+from hygge.stores.rewrite import Rewrite, changed_files
 
 STAGING = "_hygge_staging"
 COMMITS = "_hygge_commits"
@@ -192,8 +193,10 @@ class ParquetStore:
             removes = landed
         elif keys or (deletes is not None and landed):
             replaced = pa.concat_tables(keys) if keys else None
-            rewrites, removes = self._rewrite_without(replaced, deletes, landed, request, stamp)
-            adds += rewrites
+            prefix = f"{STAGING}/{run}/part-{stamp}-{run}"
+            rewrite = self._changed_files(landed, replaced, request, prefix)
+            adds += [(f.path, f.path.rsplit("/", 1)[1]) for f in rewrite.written]
+            removes = rewrite.removed
         fault("parquet.staged")
         record = {
             "entity_run_id": run,
@@ -212,75 +215,15 @@ class ParquetStore:
         self._prune_records()
         return Commit(run, request.run_type, rows, record_path, request.owner, request.position)
 
-    def _rewrite_without(
-        self,
-        replaced: pa.Table | None,
-        deletes: pa.Table | None,
-        landed: list[str],
-        request: WriteRequest,
-        stamp: str,
-    ) -> tuple[list[tuple[str, str]], list[str]]:
-        """Rewrite (into staging) every landed file holding a key that the new rows replace or that is
-        deleted: replaced and hard-deleted rows are left out, soft-deleted rows get the deleted-at time."""
-        key_names = request.primary_key
-        soft = request.soft_column if deletes is not None else None
-        gone = [t.select(key_names) for t in (replaced, None if soft else deletes) if t is not None]
-        dropped = pa.concat_tables(gone).group_by(key_names).aggregate([]) if gone else None
-        marked = None
-        if soft and deletes is not None:
-            marked = deletes.select(key_names).append_column(
-                "__hygge_gone", pa.array([True] * deletes.num_rows)
-            )
-        touched = pa.concat_tables([t.select(key_names) for t in (dropped, marked) if t is not None])
-        rewrites: list[tuple[str, str]] = []
-        removes: list[str] = []
-        filesystem, _ = self.location.filesystem()
-        for index, path in enumerate(landed):
-            _, [local] = self.location.dataset_paths([path])
-            old_keys = pq.read_table(local, columns=key_names, filesystem=filesystem)
-            hit = old_keys.join(touched, keys=key_names, join_type="left semi")
-            if hit.num_rows == 0:
-                continue
-            removes.append(path)
-            if marked is None and hit.num_rows == old_keys.num_rows:
-                continue  # every row is replaced or deleted: nothing to keep
-            prefix = f"{STAGING}/{request.entity_run_id}/part-{stamp}-{request.entity_run_id}-r{index:05d}"
-            with filesystem.open_input_file(local) as handle:
-                file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
-                schema = file.schema_arrow
-
-                def kept(file: pq.ParquetFile = file, schema: pa.Schema = schema) -> Iterator[pa.RecordBatch]:
-                    # Batch by batch, so a large file is never held whole.
-                    for batch in file.iter_batches(batch_size=65_536):
-                        rest = pa.Table.from_batches([batch])
-                        if dropped is not None:
-                            rest = rest.join(dropped, keys=key_names, join_type="left anti")
-                        if marked is not None and soft:
-                            rest = _soft_delete(rest, marked, key_names, soft, request.deleted_at)
-                        yield from rest.select(schema.names).cast(schema).to_batches()
-
-                written = write_files(
-                    kept(),
-                    schema,
-                    self.location,
-                    lambda n, p=prefix: f"{p}-{n:03d}.parquet",
-                    layout_of(self.config),
-                )
-            rewrites += [(f.path, f.path.rsplit("/", 1)[1]) for f in written]
-        return rewrites, removes
-
-
-def _soft_delete(
-    rows: pa.Table, marked: pa.Table, keys: list[str], column: str, when: dt.datetime | None
-) -> pa.Table:
-    """Set `column` to `when` on rows whose key is in `marked` and that are not soft-deleted yet."""
-    if not rows.num_rows or column not in rows.column_names:
-        return rows
-    joined = rows.join(marked, keys=keys, join_type="left outer")
-    current = joined.column(column)
-    hit = pc.and_(pc.is_valid(joined.column("__hygge_gone")), pc.is_null(current))
-    stamp = pa.scalar(when or dt.datetime.now(dt.UTC), current.type)
-    updated = pc.if_else(hit, stamp, current)
-    return joined.set_column(joined.schema.get_field_index(column), column, updated).drop_columns(
-        ["__hygge_gone"]
-    )
+    def _changed_files(
+        self, landed: list[str], replaced: pa.Table | None, request: WriteRequest, prefix: str
+    ) -> Rewrite:
+        """The landed files holding a replaced or deleted key, rewritten into staging (hygge.stores.rewrite)."""
+        return changed_files(
+            self.location,
+            landed,
+            replaced,
+            request,
+            lambda index, n: f"{prefix}-r{index:05d}-{n:03d}.parquet",
+            layout_of(self.config),
+        )
