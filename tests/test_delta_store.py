@@ -114,3 +114,147 @@ def test_incremental_with_key_merges(tmp_path: Path) -> None:
     landed = s.scan().sort_by("id")
     assert landed.num_rows == 15
     assert landed.column("name").to_pylist()[5:] == ["new"] * 10
+
+
+def _keyed_round(tmp_path: Path, s: DeltaStore, deletes: list[int] | None = None) -> pa.Table:
+    """A full load of 0..99 in files of 25 rows, then an upsert of 10..14 (new names) and 200..201, less `deletes`."""
+    s.write(
+        pa.RecordBatchReader.from_batches(SCHEMA, table(range(100)).to_batches(max_chunksize=25)),
+        WriteRequest("full_drop", "run1", 1, []),
+    )
+    assert len(DeltaTable(str(tmp_path)).file_uris()) == 4
+    changed = pa.concat_tables([table(range(10, 15)), table(range(200, 202))])
+    changed = changed.set_column(4, "name", pa.array(["new"] * changed.num_rows))
+    gone = pa.table({"id": pa.array(deletes or [], pa.int64())})
+    reader = pa.RecordBatchReader.from_batches(SCHEMA, changed.to_batches(max_chunksize=3))
+    s.write(reader, WriteRequest("incremental", "run2", 2, ["id"], deletes=gone if deletes else None))
+    expected = [i for i in [*range(100), 200, 201] if i not in (deletes or [])]
+    landed = s.scan().sort_by("id")
+    assert landed.column("id").to_pylist() == expected
+    assert [n for i, n in zip(landed.column("id").to_pylist(), landed.column("name").to_pylist(), strict=True)
+            if n == "new"] == ["new"] * 7  # fmt: skip
+    return landed
+
+
+def test_a_keyed_change_rewrites_only_the_files_it_touches_in_one_commit(tmp_path: Path) -> None:
+    """No MERGE: the files holding a changed or deleted key are removed and rewritten, the others stay,
+    in one commit every Delta reader replays alike; a retry of the same commit is a no-op."""
+    tmp = tmp_path / "keyed"
+    s = store(tmp, file_rows=25, row_group_rows=25)
+    landed = _keyed_round(tmp, s, deletes=[60, 61])
+    dtable = DeltaTable(str(tmp))
+    entry = dtable.history(1)[0]
+    assert entry["operation"] == "MERGE" and entry["hygge.entity_run_id"] == "run2"
+    assert entry["operationParameters"]["by"] == "hygge file rewrite"
+    log = (tmp / "_delta_log" / f"{dtable.version():020d}.json").read_text()
+    removes = log.count('"remove"')
+    assert removes == 2  # the files of 10..14 (0..24) and of 60, 61 (50..74); 25..49 and 75..99 stay
+    assert pl.read_delta(str(tmp)).sort("id").to_dicts() == pl.from_arrow(landed).to_dicts()
+    assert dtable.to_pyarrow_dataset().to_table().num_rows == landed.num_rows
+    assert dtable.transaction_version("hygge:f.e") == 2
+    again = pa.RecordBatchReader.from_batches(SCHEMA, table(range(300, 301)).to_batches())
+    s.write(again, WriteRequest("incremental", "run2-again", 2, ["id"]))
+    assert DeltaTable(str(tmp)).version() == dtable.version()
+    assert s.recover().entity_run_id == "run2"
+
+
+def test_soft_deletes_rewrite_too(tmp_path: Path) -> None:
+    schema = SCHEMA.append(pa.field("gone_at", pa.timestamp("us", tz="UTC")))
+    s = store(tmp_path, file_rows=25)
+    data = table(range(50))
+    data = data.append_column("gone_at", pa.nulls(50, schema.field("gone_at").type))
+    s.write(
+        pa.RecordBatchReader.from_batches(schema, data.to_batches()), WriteRequest("full_drop", "r1", 1, [])
+    )
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    request = WriteRequest(
+        "incremental", "r2", 2, ["id"], deletes=pa.table({"id": pa.array([3, 40], pa.int64())}),
+        soft_column="gone_at", deleted_at=when,
+    )  # fmt: skip
+    s.write(pa.RecordBatchReader.from_batches(schema, iter(())), request)
+    landed = s.scan().sort_by("id")
+    assert landed.num_rows == 50
+    marked = [
+        i
+        for i, g in zip(landed.column("id").to_pylist(), landed.column("gone_at").to_pylist(), strict=True)
+        if g
+    ]
+    assert marked == [3, 40]
+    assert DeltaTable(str(tmp_path)).history(1)[0]["operationParameters"]["by"] == "hygge file rewrite"
+
+
+@pytest.mark.parametrize(
+    "feature",
+    ["partitioned", "constraint", "change_data_feed"],
+)
+def test_tables_using_features_keep_deltalakes_merge(tmp_path: Path, feature: str, monkeypatch) -> None:
+    """A table whose features a plain remove/add commit would not honour is merged by deltalake."""
+    from deltalake import write_deltalake
+
+    from hygge.stores import delta_commit
+
+    data = table(range(100))
+    if feature == "partitioned":
+        data = data.append_column("part", pa.array([i % 2 for i in range(100)], pa.int64()))
+        write_deltalake(str(tmp_path), data, partition_by=["part"])
+    else:
+        write_deltalake(str(tmp_path), data)
+        dtable = DeltaTable(str(tmp_path))
+        if feature == "constraint":
+            dtable.alter.add_constraint({"id_positive": "id >= 0"})
+        else:
+            dtable.alter.set_table_properties({"delta.enableChangeDataFeed": "true"})
+    assert delta_commit.own_commit_refusal(DeltaTable(str(tmp_path))) is not None
+    monkeypatch.setattr(delta_commit, "commit", lambda *a, **k: pytest.fail("hygge committed by hand"))
+    schema = data.schema
+    changed = data.slice(10, 5).set_column(4, "name", pa.array(["new"] * 5))
+    s = store(tmp_path)
+    s.write(
+        pa.RecordBatchReader.from_batches(schema, changed.to_batches()),
+        WriteRequest("incremental", "r2", 2, ["id"]),
+    )
+    landed = s.scan().sort_by("id")
+    assert landed.num_rows == 100 and landed.column("name").to_pylist()[10:15] == ["new"] * 5
+
+
+def test_a_commit_that_loses_its_version_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Another writer committing between hygge's read of the table and its commit: hygge's commit
+    fails put-if-absent, the table is the other writer's, and hygge's staged files are gone."""
+    from hygge.errors import StoreError
+    from hygge.stores import delta_commit
+
+    s = store(tmp_path, file_rows=25)
+    write(s, table(range(100)), "run1", "full_drop", 1)
+    real = delta_commit.commit
+
+    def racing(location, dtable, *args, **kwargs):
+        from deltalake import write_deltalake
+
+        write_deltalake(str(tmp_path), table(range(500, 501)), mode="append")  # takes the next version
+        return real(location, dtable, *args, **kwargs)
+
+    monkeypatch.setattr("hygge.stores.delta.commit", racing)
+    files_before = {p.name for p in tmp_path.glob("*.parquet")}
+    changed = table(range(10, 12)).set_column(4, "name", pa.array(["new"] * 2))
+    with pytest.raises(StoreError, match="committed by another writer"):
+        s.write(
+            pa.RecordBatchReader.from_batches(SCHEMA, changed.to_batches()),
+            WriteRequest("incremental", "r2", 2, ["id"]),
+        )
+    landed = s.scan().sort_by("id")
+    assert landed.column("id").to_pylist() == [*range(100), 500]
+    assert "new" not in landed.column("name").to_pylist()
+    extra = {p.name for p in tmp_path.glob("*.parquet")} - files_before
+    assert len(extra) == 1  # the other writer's file only
+
+
+def test_own_commits_are_checkpointed_at_the_interval(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    write(s, table(range(10)), "run1", "full_drop", 1)
+    DeltaTable(str(tmp_path)).alter.set_table_properties({"delta.checkpointInterval": "3"})
+    for n in range(2, 6):
+        changed = table(range(n, n + 1)).set_column(4, "name", pa.array([f"v{n}"]))
+        write(s, changed, f"run{n}", "incremental", n, key=["id"])
+    dtable = DeltaTable(str(tmp_path))
+    assert list((tmp_path / "_delta_log").glob("*.checkpoint.parquet"))
+    assert dtable.to_pyarrow_table().num_rows == 10

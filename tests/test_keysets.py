@@ -136,3 +136,25 @@ def test_partitioned_reads_keep_nulls_and_the_extremes(pg_db, parts) -> None:
     for column in ("i", "f", "d"):
         read = pa.Table.from_batches(list(engine.stream("SELECT i, f, d FROM parted", 1000, column, parts)))
         assert sorted(read.column("i").to_pylist(), key=str) == sorted(ints, key=str), column
+
+
+@pytest.mark.parametrize("composite", [False, True])
+def test_key_matcher_finds_exactly_the_listed_keys(composite, monkeypatch) -> None:
+    """The rewrite's row matcher: exact for integer keys, text and composite keys, NULL keys never
+    match, and a fingerprint shared by two keys (forced here) still matches only the listed one."""
+    from hygge.changes import keys as keys_module
+    from hygge.stores.rewrite import KeyMatcher
+
+    names = ["k", "n"] if composite else ["k"]
+    listed = pa.table({"k": ["a", "b", "é", None], "n": [1, 2, 3, 4]}).select(names).slice(0, 3)
+    rows = pa.table({"k": ["a", "x", None, "é", "b", "a"], "n": [1, 1, 5, 3, 9, 2]}).select(names)
+    expected = [
+        tuple(r.values()) in {tuple(x.values()) for x in listed.to_pylist()} for r in rows.to_pylist()
+    ]
+    assert KeyMatcher(listed, names).mask(rows).tolist() == expected
+    ints = pa.table({"k": pa.array([5, None, 7, 9], pa.int64())})
+    assert KeyMatcher(pa.table({"k": pa.array([7, 5], pa.int32())}), ["k"]).mask(ints).tolist() == [
+        True, False, True, False
+    ]  # fmt: skip
+    monkeypatch.setattr(keys_module.KeyShape, "fingerprints", lambda self, t: np.zeros(t.num_rows, np.uint64))
+    assert KeyMatcher(listed, names).mask(rows).tolist() == expected  # every key collides

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 CHUNK = 1 << 20  # fingerprints compared per step: bounds the temporary arrays of a membership test
+DENSE_BYTES = 16 << 20  # a lookup table this small is taken whatever the members' spread
 
 
 def new_seed() -> int:
@@ -106,11 +107,12 @@ class FingerprintSet:
 
     def _dense(self) -> tuple[int, np.ndarray] | None:
         """A byte per value between the smallest and largest member, where that costs at most four
-        bytes a member (consecutive integer ids, the usual key): a lookup instead of a search."""
+        bytes a member or DENSE_BYTES in all (integer ids, the usual key, or a few changed ones among
+        them): a lookup instead of a search."""
         if self._table is None:
             members = self.finish()
             span = int(members[-1]) - int(members[0]) + 1 if len(members) else 0
-            if 0 < span <= 4 * len(members):
+            if 0 < span <= max(4 * len(members), DENSE_BYTES):
                 table = np.zeros(span, bool)
                 for start in range(0, len(members), CHUNK):  # chunks: no temporary the set's size
                     table[members[start : start + CHUNK] - members[0]] = True

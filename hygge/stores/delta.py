@@ -21,7 +21,9 @@ from hygge.faults import fault
 from hygge.storage import Storage, storage_error
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
+from hygge.stores.delta_commit import LiveFile, checkpoint_due, commit, live_files, own_commit_refusal
 from hygge.stores.files import FileLayout, WrittenFile, write_files
+from hygge.stores.rewrite import changed_files
 
 RUN_ID_KEY = "hygge.entity_run_id"
 RUN_TYPE_KEY = "hygge.run_type"
@@ -116,7 +118,11 @@ class DeltaStore:
         )
         try:
             if request.run_type == "incremental" and request.primary_key and table is not None:
-                self._merge(table, reader, request, props)
+                files = live_files(table) if own_commit_refusal(table) is None else None
+                if files is not None:
+                    self._rewrite(table, files, reader, request, metadata)
+                else:
+                    self._merge(table, reader, request, props)
             else:
                 mode = "overwrite" if request.run_type == "full_drop" else "append"
                 self._commit_files(table, reader, request, props, mode)
@@ -168,6 +174,79 @@ class DeltaStore:
                 with contextlib.suppress(Exception):  # best effort: the commit error is what counts
                     self.location.delete(f.path)
             raise
+
+    def _rewrite(
+        self,
+        table: Any,
+        files: list[LiveFile],
+        reader: pa.RecordBatchReader,
+        request: WriteRequest,
+        metadata: dict[str, str],
+    ) -> None:
+        """A keyed change as the parquet store makes it: the new rows staged as files beside the log, the
+        files holding a replaced or deleted key rewritten, then one commit (hygge.stores.delta_commit)
+        removing those and adding the rest. Memory is one batch and one row group, not a MERGE's join."""
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        run = request.entity_run_id
+        keys: list[pa.Table] = []
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                keys.append(pa.Table.from_batches([batch.select(request.primary_key)]))
+                yield batch
+
+        written: list[WrittenFile] = []
+        try:
+            name = f"part-{stamp}-{run}"
+            written += write_files(
+                batches(), reader.schema, self.location, lambda n: f"{name}-{n:05d}.parquet", self.layout
+            )
+            replaced = pa.concat_tables(keys) if keys else None
+            paths = [f.path for f in files]
+            rewrite = changed_files(
+                self.location,
+                paths,
+                replaced,
+                request,
+                lambda i, n: f"{name}-r{i:05d}-{n:03d}.parquet",
+                self.layout,
+            )
+            written += rewrite.written
+            fault("delta.staged")
+            if not written and not rewrite.removed:
+                return
+            removed = set(rewrite.removed)
+            rows = sum(f.rows for f in written) - sum(f.rows for f in rewrite.written)
+            info = {
+                "operation": "MERGE",
+                "operationParameters": {
+                    "predicate": json.dumps(request.primary_key),
+                    "by": "hygge file rewrite",
+                },
+                "operationMetrics": {
+                    "num_source_rows": rows,
+                    "num_target_rows_deleted": request.delete_count,
+                    "num_target_files_removed": len(removed),
+                    "num_target_files_added": len(written),
+                },
+                **metadata,
+            }
+            version = commit(
+                self.location,
+                table,
+                [f for f in files if f.path in removed],
+                [(f, _stats(f)) for f in written],
+                (self.app_id, request.version),
+                info,
+            )
+        except BaseException:
+            for f in written:
+                with contextlib.suppress(Exception):  # best effort: the commit error is what counts
+                    self.location.delete(f.path)
+            raise
+        if checkpoint_due(table, version):
+            with contextlib.suppress(Exception):  # a checkpoint only speeds up reading the log
+                self._table().create_checkpoint()  # type: ignore[union-attr]
 
     def _merge(self, table: Any, reader: pa.RecordBatchReader, request: WriteRequest, props: Any) -> None:
         """One MERGE for the run's changes: upserted rows and deleted keys arrive in one source, told

@@ -12,15 +12,15 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hygge.changes.keys import FingerprintSet, KeyShape, null_rows
 from hygge.storage import Storage
 from hygge.stores.base import WriteRequest
 from hygge.stores.files import FileLayout, WrittenFile, write_files
-
-_GONE = "__hygge_gone"
 
 
 @dataclass
@@ -29,6 +29,39 @@ class Rewrite:
 
     written: list[WrittenFile]
     removed: list[str]
+
+
+class KeyMatcher:
+    """Which rows of a table hold one of a set of keys. The keys become a fingerprint set once
+    (hygge.changes.keys); each batch is then a lookup, where a join built a hash table of every
+    changed key for every 64k-row batch (a third of a 10M-row rewrite, measured). Fingerprints of
+    keys other than one integer column are only candidates: those are confirmed by an exact join."""
+
+    def __init__(self, keys: pa.Table, names: list[str]) -> None:
+        self.keys = keys.select(names)
+        self.names = names
+        self.shape = KeyShape.of(self.keys.schema, names)
+        self.set = FingerprintSet()
+        self.set.add(self.shape.fingerprints(self.keys))
+
+    def mask(self, table: pa.Table) -> np.ndarray:
+        keys = self.shape.select(table)
+        nulls = null_rows(keys)
+        valid = np.flatnonzero(~np.asarray(nulls)) if pc.any(nulls).as_py() else None
+        if valid is not None:
+            keys = keys.take(pa.array(valid))
+        found = self.set.contains(self.shape.fingerprints(keys))
+        if not self.shape.exact and found.any():
+            at = np.flatnonzero(found)
+            candidates = keys.take(pa.array(at)).append_column("__hygge_at", pa.array(at))
+            exact = candidates.join(self.keys, keys=self.names, join_type="left semi")
+            found = np.zeros(len(found), bool)
+            found[exact.column("__hygge_at").to_numpy()] = True
+        if valid is None:
+            return found
+        full = np.zeros(table.num_rows, bool)
+        full[valid] = found
+        return full
 
 
 def changed_files(
@@ -45,23 +78,21 @@ def changed_files(
     deletes = request.deletes if request.delete_count else None
     soft = request.soft_column if deletes is not None else None
     gone = [t.select(keys) for t in (replaced, None if soft else deletes) if t is not None]
-    dropped = pa.concat_tables(gone).group_by(keys).aggregate([]) if gone else None
-    marked = None
-    if soft and deletes is not None:
-        marked = deletes.select(keys).append_column(_GONE, pa.array([True] * deletes.num_rows))
+    dropped = KeyMatcher(pa.concat_tables(gone), keys) if gone else None
+    marked = KeyMatcher(deletes, keys) if soft and deletes is not None else None
     if dropped is None and marked is None:
         return Rewrite([], [])
-    touched = pa.concat_tables([t.select(keys) for t in (dropped, marked) if t is not None])
     result = Rewrite([], [])
     filesystem, _ = location.filesystem()
     for index, path in enumerate(files):
         _, [local] = location.dataset_paths([path])
         old_keys = pq.read_table(local, columns=keys, filesystem=filesystem)
-        hit = old_keys.join(touched, keys=keys, join_type="left semi")
-        if hit.num_rows == 0:
+        hits = [m.mask(old_keys) for m in (dropped, marked) if m is not None]
+        hit = hits[0] | hits[1] if len(hits) == 2 else hits[0]
+        if not hit.any():
             continue
         result.removed.append(path)
-        if marked is None and hit.num_rows == old_keys.num_rows:
+        if marked is None and hit.all():
             continue  # every row is replaced or deleted: nothing to keep
         with filesystem.open_input_file(local) as handle:
             file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
@@ -71,24 +102,20 @@ def changed_files(
                 for batch in file.iter_batches(batch_size=65_536):
                     rest = pa.Table.from_batches([batch])
                     if dropped is not None:
-                        rest = rest.join(dropped, keys=keys, join_type="left anti")
+                        rest = rest.filter(pa.array(~dropped.mask(rest)))
                     if marked is not None and soft:
-                        rest = _soft_delete(rest, marked, keys, soft, request.deleted_at)
+                        rest = _soft_delete(rest, marked, soft, request.deleted_at)
                     yield from rest.select(schema.names).cast(schema).to_batches()
 
             result.written += write_files(kept(), schema, location, lambda n, i=index: name(i, n), layout)
     return result
 
 
-def _soft_delete(
-    rows: pa.Table, marked: pa.Table, keys: list[str], column: str, when: dt.datetime | None
-) -> pa.Table:
-    """Set `column` to `when` on rows whose key is in `marked` and that are not soft-deleted yet."""
+def _soft_delete(rows: pa.Table, marked: KeyMatcher, column: str, when: dt.datetime | None) -> pa.Table:
+    """Set `column` to `when` on rows whose key is `marked` and that are not soft-deleted yet."""
     if not rows.num_rows or column not in rows.column_names:
         return rows
-    joined = rows.join(marked, keys=keys, join_type="left outer")
-    current = joined.column(column)
-    hit = pc.and_(pc.is_valid(joined.column(_GONE)), pc.is_null(current))
+    current = rows.column(column)
+    hit = pc.and_(pa.array(marked.mask(rows)), pc.is_null(current))
     stamp = pa.scalar(when or dt.datetime.now(dt.UTC), current.type)
-    updated = pc.if_else(hit, stamp, current)
-    return joined.set_column(joined.schema.get_field_index(column), column, updated).drop_columns([_GONE])
+    return rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(hit, stamp, current))
