@@ -13,7 +13,9 @@ Every run is a `hygge go` subprocess measured by bench/run.py's launcher (wall, 
 2. no change: right after the full load, an incremental with nothing changed in the source: its wall
    time, and proof nothing was written (store folder names+sizes before/after, Delta version).
 3. logical decoding (`feed: {type: postgres_logical}`), every store kind: the first run (a full load
-   that creates the slot), then 1 % updated, 0.5 % inserted, 0.1 % deleted and an incremental.
+   that creates the slot), then 1 % updated, 0.5 % inserted, 0.1 % deleted (keys chosen at random)
+   and an incremental; then the same among the newest ids (updates to recent rows, the usual case)
+   and another incremental.
 
 Results: a table, the targets met or not, and bench/results/<UTC stamp>-convergence.json.
 """
@@ -262,7 +264,37 @@ def run_feed(bench: bench_run.Bench) -> list[dict]:
     gone, counts = change(bench.url, FEED_TABLE, FEED_DELETE_PCT)
     for kind in FEED_STORES:
         results.append(measure(bench, f"feed_{kind}", "+changes", counts["source_rows"], gone, **counts))
+    recent, counts = clustered_change(bench.url, FEED_TABLE)
+    gone += recent
+    for kind in FEED_STORES:
+        results.append(
+            measure(bench, f"feed_{kind}", "+recent changes", counts["source_rows"], gone, **counts)
+        )
     return results
+
+
+def clustered_change(url: str, table: str) -> tuple[list[int], dict]:
+    """The usual shape of a day's changes: 1 % of the rows updated and 0.1 % deleted, all among the
+    newest ids (the last rows landed, so the last files), and 0.5 % inserted."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        count, top = conn.execute(f"SELECT count(*), max(id) FROM {table}").fetchone()
+        span = round(count * CHANGE_PCT / 100)
+        gone = [
+            r[0]
+            for r in conn.execute(
+                f"DELETE FROM {table} WHERE id > %(low)s AND id %% 10 = 3 AND id < %(top)s RETURNING id",
+                {"low": top - span, "top": top},
+            ).fetchall()
+        ]
+        updated = conn.execute(
+            f"UPDATE {table} SET qty = qty + 1, label = 'recent' WHERE id > %(low)s",
+            {"low": top - span},
+        ).rowcount
+        inserted = round(count * CHANGE_PCT / 200)
+        generate._insert_range(conn, table, top + 1, top + inserted, "localtimestamp")
+        generate._finish(conn, table)
+    source = generate.table_row_count(url, table) or 0
+    return gone, {"deleted": len(gone), "updated": updated, "inserted": inserted, "source_rows": source}
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -303,11 +335,11 @@ def summary(results: list[dict]) -> list[str]:
                     f"removed {len(r['removed_files'])}"
                 )
     for kind in FEED_STORES:
-        full, step = by.get(f"feed_{kind} full"), by.get(f"feed_{kind} +changes")
-        if full and step:
-            lines.append(
-                _ratio(f"logical decoding {kind} (incremental / full)", step, full, TARGET_FEED_RATIO)
-            )
+        full = by.get(f"feed_{kind} full")
+        for phase, what in (("+changes", "random keys"), ("+recent changes", "recent keys")):
+            if full and (step := by.get(f"feed_{kind} {phase}")):
+                label = f"logical decoding {kind}, {what} (incremental / full)"
+                lines.append(_ratio(label, step, full, TARGET_FEED_RATIO))
     over = [
         f"{r['scenario']} {r['peak_rss_mb']:.0f}" for r in results if r.get("peak_rss_mb", 0) > TARGET_RSS_MB
     ]
