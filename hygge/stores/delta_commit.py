@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from hygge.errors import StoreError
 from hygge.storage import AlreadyExistsError, Storage
 from hygge.stores.files import WrittenFile
 
@@ -118,8 +119,6 @@ def commit(
     try:
         location.put(f"{LOG}/{version:020d}.json", body.encode(), create_only=True)
     except AlreadyExistsError:
-        from hygge.errors import StoreError
-
         raise StoreError(
             f"version {version} of {location.describe()} was committed by another writer meanwhile; "
             "nothing of this run was committed",
