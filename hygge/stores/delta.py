@@ -51,6 +51,7 @@ class DeltaStore:
         self.location = location
         self.app_id = app_id
         self.layout = layout or FileLayout()
+        self._opened: tuple[Any | None] | None = None  # the table as last opened (None inside: absent)
 
     @property
     def accepts_copies(self) -> bool:
@@ -61,6 +62,13 @@ class DeltaStore:
         return f"delta {self.location.describe()}"
 
     def _table(self) -> Any | None:
+        """The table, opened once per store object until a write commits: an entity run reads its
+        schema, last commit, boundary rows and keys from one snapshot (each open replays the log)."""
+        if self._opened is None:
+            self._opened = (self._open(),)
+        return self._opened[0]
+
+    def _open(self) -> Any | None:
         from deltalake import DeltaTable
 
         try:
@@ -104,6 +112,7 @@ class DeltaStore:
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
         from deltalake import CommitProperties, Transaction
 
+        self._opened = None  # a write starts from the table as it is now
         table = self._table()
         if table is not None and (table.transaction_version(self.app_id) or -1) >= request.version:
             # This exact attempt already committed (a retried commit): nothing to do.
@@ -130,6 +139,8 @@ class DeltaStore:
             raise
         except Exception as exc:
             raise StoreError(f"writing {self.describe()} failed: {exc}") from exc
+        finally:
+            self._opened = None  # committed or not, the table may have moved on
         fault("delta.committed")
         commit = self.recover()
         if commit is None or commit.entity_run_id != request.entity_run_id:
@@ -245,6 +256,7 @@ class DeltaStore:
                     self.location.delete(f.path)
             raise
         if checkpoint_due(table, version):
+            self._opened = None  # the checkpoint is of the version just committed
             with contextlib.suppress(Exception):  # a checkpoint only speeds up reading the log
                 self._table().create_checkpoint()  # type: ignore[union-attr]
 
