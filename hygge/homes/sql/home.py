@@ -19,9 +19,9 @@ from hygge.errors import ConfigError, SourceError
 from hygge.homes.base import Bound
 from hygge.homes.sql import connection as conns
 from hygge.homes.sql.dialects import DIALECTS, Dialect
+from hygge.homes.sql.driver_errors import driver_error
 from hygge.homes.sql.engines import Engine, engine_for
 from hygge.pipeline import prefetch
-from hygge.redact import redact
 from hygge.typemap import Mapped, SourceColumn, cast_batch, map_column, parse_arrow_type, pin_driver_type
 from hygge.watermark import rowversion_from_text
 
@@ -262,62 +262,10 @@ class SqlHome:
             raise self._source_error(exc) from None
 
     def _source_error(self, exc: BaseException) -> SourceError:
-        text = redact(str(exc).split("\n\nStack backtrace")[0].strip(), self._secrets)
-        first = text.splitlines()[0] if text else type(exc).__name__
-        lowered = text.lower()
-        # connectorx reports every failed connect as "timed out waiting for connection: <cause>"; the
-        # cause decides: a wrong password or a missing database will not heal by retrying.
-        permanent = any(
-            word in lowered
-            for word in (
-                "does not exist",
-                "authentication failed",
-                "login failed",
-                "permission denied",
-                "access denied",
-                "unknown database",
-                "cannot open database",  # SQL Server: the login has no user in that database
-                "failed to load the driver",  # mssql-python: the ODBC library's packages are missing
-            )
-        )
-        transient = not permanent and any(
-            word in lowered
-            for word in (
-                "connection refused",
-                "timed out",
-                "timeout",
-                "connection reset",
-                "broken pipe",
-                "terminating connection",
-                "server closed the connection",
-                "could not connect",
-                "unable to establish connection",  # mssql-python (ODBC): TCP connect failed
-                "communication link failure",
-                "login timeout expired",
-            )
-        )
-        hint = (
-            "the source could not be reached; hygge retries transient failures"
-            if transient
-            else "check the connection and that the table and columns exist"
-        )
-        if "failed to load the driver" in lowered:
-            from hygge.homes.sql.mssql_python import APT_PACKAGES
-
-            hint = f"install the ODBC driver's libraries ({' '.join(APT_PACKAGES)}); `hygge debug` checks it"
-        if self.query and "syntax error" in lowered:
-            hint = "check the entity's `query:`: run it in a SQL client against the same database"
-        mixed = re.search(r'InvalidColumnType\(\d+, "((?:[^"\\]|\\.)*)", (\w+)\)', text)
-        if mixed:  # SQLite lets any value into any column; the driver rejects one of the wrong kind
-            first = f"column '{mixed[1]}' holds a {mixed[2]} value that does not match its declared type"
-            hint = f"fix those values, or select the column through a `query:` with CAST({mixed[1]} AS TEXT)"
-        return SourceError(
-            f"reading {self.source_name()} from {conns.describe(self.conn)} failed: {first[:500]}",
-            hint=hint,
-            transient=transient,
-            flow=self.entity.flow,
-            entity=self.entity.name,
-        )
+        return driver_error(
+            exc, self._secrets, f"{self.source_name()} from {conns.describe(self.conn)}", bool(self.query),
+            flow=self.entity.flow, entity=self.entity.name,
+        )  # fmt: skip
 
     def _catalog_columns(self) -> list[Mapped]:
         assert self.table is not None
