@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from hygge.errors import ConfigError, StoreError
 from hygge.redact import redact
 from hygge.storage.credentials import ResolvedCredential
+from hygge.storage.errors import storage_error
 from hygge.storage.location import ONELAKE_DFS, ONELAKE_FOLDERS, Location
 
 
@@ -233,8 +234,6 @@ def _check_not_inside(storage: Storage, source: str, target: str, sep: str) -> N
 
 
 def _local_error(storage: Storage, action: str, exc: OSError) -> StoreError:
-    from hygge.storage.objects import storage_error
-
     return storage_error(storage, action, exc)
 
 
