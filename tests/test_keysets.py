@@ -112,7 +112,7 @@ def test_a_single_integer_key_is_read_in_ranges_and_exactly(pg_db) -> None:
     home.engine.stream = lambda sql, size, on=None, parts=None: calls.append((on, parts)) or stream(sql, size, on, parts)
     read = pa.Table.from_batches(list(home.read_columns(["id"])), schema=pa.schema([("id", pa.int64())]))
     assert sorted(read.column("id").to_pylist()) == ids
-    assert calls == [("id", 2)]
+    assert calls == [('"id"', 2)]
 
 
 @pytest.mark.parametrize("parts", [2, 3, 7])
@@ -158,3 +158,26 @@ def test_key_matcher_finds_exactly_the_listed_keys(composite, monkeypatch) -> No
     ]  # fmt: skip
     monkeypatch.setattr(keys_module.KeyShape, "fingerprints", lambda self, t: np.zeros(t.num_rows, np.uint64))
     assert KeyMatcher(listed, names).mask(rows).tolist() == expected  # every key collides
+
+
+def test_a_configured_partition_column_is_quoted(pg_db) -> None:
+    """`home.partition_on` names a column, not SQL: a name with a capital and a space reads every row."""
+    from hygge.config.models import ConnectionConfig, ResolvedEntity
+    from hygge.homes.sql.home import SqlHome
+    from tests.helpers import pg_execute
+
+    pg_execute(
+        pg_db,
+        'CREATE TABLE "Odd Parts" ("Big Id" bigint, v text)',
+        ("""INSERT INTO "Odd Parts" SELECT g, 'v' FROM generate_series(1, 1000) g""", None),
+        """INSERT INTO "Odd Parts" VALUES (NULL, 'no id')""",
+    )
+    entity = ResolvedEntity.model_validate(
+        {
+            "flow": "f", "name": "odd", "table": "Odd Parts", "file": "flows/f/flow.yml",
+            "home": {"type": "sql", "connection": "db", "partition_on": "Big Id", "partition_num": 3},
+            "store": {"type": "parquet", "path": "lake"}, "run_type": "full_drop",
+        }
+    )  # fmt: skip
+    read = SqlHome(entity, ConnectionConfig(type="postgres", url=pg_db)).read().read_all()
+    assert read.num_rows == 1001 and read.column("Big Id").null_count == 1

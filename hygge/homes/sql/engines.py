@@ -8,6 +8,7 @@ lands. Drivers are imported lazily, so `import hygge` needs neither.
 from __future__ import annotations
 
 import itertools
+import operator
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
@@ -62,7 +63,8 @@ class Connectorx:
         return self._cx().read_sql(self._url, queries, return_type="arrow_stream", batch_size=batch_size)
 
     def _ranges(self, sql: str, column: str, parts: int) -> str | list[str]:
-        """`sql` split into `parts` ranges of `column` (read on as many connections at once), then its
+        """`sql` split into `parts` ranges of `column` (a quoted name; read on as many connections at
+        once), then its
         NULLs. Written here rather than connectorx's own `partition_on`, which returns no rows at all
         when the column holds its type's largest value (its range end overflows) and leaves out rows
         where it is NULL (both seen with connectorx 0.4.6): bounds here are Python numbers, the last
@@ -73,10 +75,8 @@ class Connectorx:
             return sql
         if isinstance(low, bool) or not isinstance(low, int | float | Decimal):
             raise ValueError(f"partition_on column {column} is not numeric (its smallest value is {low!r})")
-        if isinstance(low, int):
-            cuts = sorted({low + (high - low) * i // parts for i in range(1, parts)} - {low})
-        else:
-            cuts = sorted({low + (high - low) * i / parts for i in range(1, parts)} - {low})
+        divide = operator.floordiv if isinstance(low, int) else operator.truediv  # ints stay exact
+        cuts = sorted({low + divide((high - low) * i, parts) for i in range(1, parts)} - {low})
         wrapped = f"SELECT * FROM ({sql}) AS hygge_p WHERE "
         queries = []
         for start, end in itertools.pairwise([None, *cuts, None]):
