@@ -23,7 +23,7 @@ from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.delta_commit import LiveFile, checkpoint_due, commit, live_files, own_commit_refusal
 from hygge.stores.files import FileLayout, WrittenFile, write_files
-from hygge.stores.rewrite import changed_files
+from hygge.stores.rewrite import changed_files, gathering_keys
 
 RUN_ID_KEY = "hygge.entity_run_id"
 RUN_TYPE_KEY = "hygge.run_type"
@@ -200,18 +200,17 @@ class DeltaStore:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         run = request.entity_run_id
         keys: list[pa.Table] = []
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for batch in reader:
-                keys.append(pa.Table.from_batches([batch.select(request.primary_key)]))
-                yield batch
-
         written: list[WrittenFile] = []
         try:
             name = f"part-{stamp}-{run}"
-            written += write_files(
-                batches(), reader.schema, self.location, lambda n: f"{name}-{n:05d}.parquet", self.layout
+            new = write_files(
+                gathering_keys(reader, request.primary_key, keys),
+                reader.schema,
+                self.location,
+                lambda n: f"{name}-{n:05d}.parquet",
+                self.layout,
             )
+            written += new
             replaced = pa.concat_tables(keys) if keys else None
             paths = [f.path for f in files]
             rewrite = changed_files(
@@ -227,7 +226,6 @@ class DeltaStore:
             if not written and not rewrite.removed:
                 return
             removed = set(rewrite.removed)
-            rows = sum(f.rows for f in written) - sum(f.rows for f in rewrite.written)
             info = {
                 "operation": "MERGE",
                 "operationParameters": {
@@ -235,7 +233,7 @@ class DeltaStore:
                     "by": "hygge file rewrite",
                 },
                 "operationMetrics": {
-                    "num_source_rows": rows,
+                    "num_source_rows": sum(f.rows for f in new),
                     "num_target_rows_deleted": request.delete_count,
                     "num_target_files_removed": len(removed),
                     "num_target_files_added": len(written),

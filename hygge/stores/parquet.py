@@ -26,7 +26,7 @@ from hygge.storage import NotFoundError, Storage
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.files import layout_of, write_files
-from hygge.stores.rewrite import Rewrite, changed_files
+from hygge.stores.rewrite import Rewrite, changed_files, gathering_keys
 
 STAGING = "_hygge_staging"
 COMMITS = "_hygge_commits"
@@ -169,14 +169,8 @@ class ParquetStore:
         landed = self.data_files()  # listed once: the entity's lease keeps other writers out meanwhile
         upsert = bool(request.primary_key) and request.run_type == "incremental" and bool(landed)
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for batch in reader:
-                if upsert:
-                    keys.append(pa.Table.from_batches([batch.select(request.primary_key)]))
-                yield batch
-
         written = write_files(
-            batches(),
+            gathering_keys(reader, request.primary_key, keys) if upsert else reader,
             reader.schema,
             self.location,
             lambda n: f"{STAGING}/{run}/part-{stamp}-{run}-{n:05d}.parquet",

@@ -9,7 +9,7 @@ plain Delta table commits them with the matching remove actions (hygge.stores.de
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,36 +86,50 @@ def changed_files(
     filesystem, _ = location.filesystem()
     for index, path in enumerate(files):
         _, [local] = location.dataset_paths([path])
+        # The key columns are matched once a file; its rows are then read in the same order, so each
+        # batch takes its slice of these masks.
         old_keys = pq.read_table(local, columns=keys, filesystem=filesystem)
-        hits = [m.mask(old_keys) for m in (dropped, marked) if m is not None]
-        hit = hits[0] | hits[1] if len(hits) == 2 else hits[0]
-        if not hit.any():
+        drop = dropped.mask(old_keys) if dropped is not None else np.zeros(old_keys.num_rows, bool)
+        mark = marked.mask(old_keys) if marked is not None else None
+        if not (drop.any() or (mark is not None and mark.any())):
             continue
         result.removed.append(path)
-        if marked is None and hit.all():
+        if mark is None and drop.all():
             continue  # every row is replaced or deleted: nothing to keep
         with filesystem.open_input_file(local) as handle:
             file = pq.ParquetFile(handle, pre_buffer=False, buffer_size=1024 * 1024)
             schema = file.schema_arrow
 
-            def kept(file: pq.ParquetFile = file, schema: pa.Schema = schema) -> Iterator[pa.RecordBatch]:
+            def kept(
+                file: pq.ParquetFile = file, drop: np.ndarray = drop, mark: np.ndarray | None = mark
+            ) -> Iterator[pa.RecordBatch]:
+                at = 0
                 for batch in file.iter_batches(batch_size=65_536):
+                    rows = slice(at, at + batch.num_rows)
+                    at += batch.num_rows
                     rest = pa.Table.from_batches([batch])
-                    if dropped is not None:
-                        rest = rest.filter(pa.array(~dropped.mask(rest)))
-                    if marked is not None and soft:
-                        rest = _soft_delete(rest, marked, soft, request.deleted_at)
-                    yield from rest.select(schema.names).cast(schema).to_batches()
+                    if mark is not None and soft:
+                        rest = _soft_delete(rest, mark[rows], soft, request.deleted_at)
+                    yield from rest.filter(pa.array(~drop[rows])).to_batches()
 
             result.written += write_files(kept(), schema, location, lambda n, i=index: name(i, n), layout)
     return result
 
 
-def _soft_delete(rows: pa.Table, marked: KeyMatcher, column: str, when: dt.datetime | None) -> pa.Table:
-    """Set `column` to `when` on rows whose key is `marked` and that are not soft-deleted yet."""
+def _soft_delete(rows: pa.Table, marked: np.ndarray, column: str, when: dt.datetime | None) -> pa.Table:
+    """Set `column` to `when` on the `marked` rows that are not soft-deleted yet."""
     if not rows.num_rows or column not in rows.column_names:
         return rows
     current = rows.column(column)
-    hit = pc.and_(pa.array(marked.mask(rows)), pc.is_null(current))
+    hit = pc.and_(pa.array(marked), pc.is_null(current))
     stamp = pa.scalar(when or dt.datetime.now(dt.UTC), current.type)
     return rows.set_column(rows.schema.get_field_index(column), column, pc.if_else(hit, stamp, current))
+
+
+def gathering_keys(
+    batches: Iterable[pa.RecordBatch], keys: list[str], into: list[pa.Table]
+) -> Iterator[pa.RecordBatch]:
+    """`batches` passed on as they are, their key columns kept in `into`: the keys the new rows replace."""
+    for batch in batches:
+        into.append(pa.Table.from_batches([batch.select(keys)]))
+        yield batch
