@@ -529,3 +529,21 @@ def test_a_query_the_server_cannot_describe_is_one_clear_error(rows, message):
     home, _ = _query_home(mssql(auth="entra_msi"), rows)
     with pytest.raises(SourceError, match=message):
         home.columns()
+
+
+def test_several_statements_stream_one_after_another(monkeypatch):
+    """mssql-python reads a list of SELECTs in turn, each on its own connection, opened only when the
+    one before it is read (connectorx reads them at once)."""
+    opened: list[str] = []
+
+    def stream(conn, sql, batch_size):
+        opened.append(sql)
+        table = pa.table({"n": [len(opened)]})
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    monkeypatch.setattr(mp, "stream", stream)
+    engine = MssqlPython(ConnectionConfig(type="mssql", host="h", database="d"))
+    reader = engine.stream(["SELECT 1", "SELECT 2", "SELECT 3"], 10)
+    assert opened == ["SELECT 1"]
+    assert reader.read_all().column("n").to_pylist() == [1, 2, 3]
+    assert opened == ["SELECT 1", "SELECT 2", "SELECT 3"]

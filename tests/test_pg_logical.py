@@ -267,3 +267,54 @@ def test_key_gone_at_read_time_is_a_delete(items: tuple[str, LogicalFeed]) -> No
     sql(db, "DELETE FROM items WHERE id = 1")
     assert read(feed, window) == ([{"id": 2, "v": "b2"}], [{"id": 1}], None)
     assert read(feed, next_window(feed, window)) == ([], [{"id": 1}], None)
+
+
+@pytest.mark.parametrize(
+    ("columns", "identity", "cut"),
+    [
+        ("id int PRIMARY KEY, v text", "DEFAULT", True),
+        ("gone int, id int PRIMARY KEY, v text", "DEFAULT", True),  # `gone` is dropped below
+        ("id int PRIMARY KEY, v text", "FULL", True),  # inserts cut; updates and deletes carry 'O' rows
+        ("v text, id int PRIMARY KEY", "DEFAULT", False),  # not first: read whole, never cut
+    ],
+)
+def test_single_key_cut_by_the_server(
+    db: str, monkeypatch: pytest.MonkeyPatch, columns: str, identity: str, cut: bool
+) -> None:
+    """A single key the decoder sends first is cut out of each change by the server (Python parses no
+    insert or plain update); an update that changes the key still deletes the old one; a key that is
+    not first falls back to whole messages. Every case gives the same net changes."""
+    sql(db, f"CREATE TABLE cuts ({columns})", f"ALTER TABLE cuts REPLICA IDENTITY {identity}")
+    if "gone" in columns:
+        sql(db, "ALTER TABLE cuts DROP COLUMN gone")
+    sql(db, "INSERT INTO cuts (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    feed = make_feed(db, "cuts", ["id"], name="cuts")
+    first = feed.open(None)
+    sql(
+        db,
+        "INSERT INTO cuts (id, v) VALUES (4, 'd')",
+        "UPDATE cuts SET v = 'a2' WHERE id = 1",
+        "UPDATE cuts SET id = 20 WHERE id = 2",
+        "DELETE FROM cuts WHERE id = 3",
+    )
+    parsed: list[str] = []
+    whole = pg_logical.pgoutput.parse
+
+    def counting(data: bytes, keys: dict) -> object:
+        message = whole(data, keys)
+        if isinstance(message, pg_logical.pgoutput.Change):
+            parsed.append(message.op)
+        return message
+
+    monkeypatch.setattr(pg_logical.pgoutput, "parse", counting)
+    assert read(feed, next_window(feed, first)) == (
+        [{"id": 1, "v": "a2"}, {"id": 20, "v": "b"}, {"id": 4, "v": "d"}],  # sorted as text
+        [{"id": 2}, {"id": 3}],
+        None,
+    )
+    if not cut:
+        assert sorted(parsed) == ["D", "I", "U", "U"]
+    elif identity == "FULL":
+        assert sorted(parsed) == ["D", "U", "U"]  # every update and delete sends the whole old row
+    else:
+        assert parsed == ["U"]  # the update that changed the key ('K' old tuple)

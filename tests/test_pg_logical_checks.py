@@ -94,10 +94,10 @@ def test_default_names() -> None:
 def test_net_keys_fold_across_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The last operation per key survives folding every few changes (bounded lists, Arrow table)."""
     monkeypatch.setattr(pg_logical, "FLUSH", 3)
-    net = NetKeys(2)
+    net = NetKeys(2, {"flow": "f", "entity": "e"})
     for op, key in [("U", ("1", "a")), ("D", ("2", "b")), ("U", ("1", "b")), ("D", ("1", "a")),
                     ("U", ("2", "b")), ("U", ("3", "c")), ("D", ("3", "c")), ("U", ("1", "a"))]:  # fmt: skip
-        net.add(op, key)
+        net.add(op, (key[0].encode(), key[1].encode()))
     rows = sorted(net.result().to_pylist(), key=lambda r: (r["c0"], r["c1"]))
     assert rows == [
         {"c0": "1", "c1": "a", "op": "U"},

@@ -69,7 +69,7 @@ class TableInfo:
     kind: str  # r: table, p: partitioned table
     identity: str  # relreplident: d(efault: primary key) n(othing) f(ull) i(ndex)
     identity_columns: tuple[str, ...]
-    types: dict[str, str]  # each column's SQL type (format_type), for casting key text
+    types: dict[str, str]  # each column's SQL type (format_type), for casting key text, in table order
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ class Session:
         types = dict(
             self.query(
                 "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
-                "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+                "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
                 (oid,),
             )
         )
@@ -331,23 +331,26 @@ class Session:
             time.sleep(0.05)
 
     def peek(
-        self, slot: str, publication: str, upto: int, keys: dict[int, tuple[int, ...]]
-    ) -> Iterator[pgoutput.Message]:
+        self, slot: str, publication: str, upto: int, keys: dict[int, tuple[int, ...]], cut: int | None
+    ) -> Iterator[pgoutput.Message | pgoutput.KeyCut]:
         """Messages of the transactions committed before `upto`, read in batches without consuming them
         (the slot moves only with `advance`). Changes carry only the columns `keys` lists for their
-        relation (the caller may fill it as Relation messages arrive)."""
-        sql = (
-            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, NULL, "
+        relation (the caller may fill it as Relation messages arrive). With `cut` (a table's oid), that
+        table's plain changes come as `KeyCut`s of its first column, cut out by the server."""
+        messages = (
+            "pg_logical_slot_peek_binary_changes(%s, %s::pg_lsn, NULL, "
             "'proto_version', '1', 'publication_names', %s)"
         )
+        sql = pgoutput.key_cut(messages, cut) if cut is not None else f"SELECT NULL, NULL, data FROM {messages}"
         try:
             # Binary results: the messages come as their bytes, not as hex text to decode (a third faster).
             with self.db.transaction(), self.db.cursor(name="hygge_feed_peek", binary=True) as cursor:
                 cursor.itersize = 10_000
                 cursor.execute(sql, (slot, pgoutput.lsn_text(upto), quote(publication)))
-                for (data,) in cursor:
-                    message = pgoutput.parse(data, keys)
-                    if message is not None:
+                for op, key, data in cursor:
+                    if data is None:
+                        yield op, key
+                    elif (message := pgoutput.parse(data, keys)) is not None:
                         yield message
         except self._psycopg.Error as exc:
             raise self.error(exc, f"reading replication slot {slot}", slot_hint(exc)) from None

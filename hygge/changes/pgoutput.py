@@ -97,6 +97,33 @@ class Truncate:
 
 Message = Relation | Begin | Commit | Change | Truncate
 
+# A change of the one table whose single key is its first column, cut out of the message by the server
+# (`key_cut`): the operation ('I', 'U' or 'D') and the key's text. Parsing each message in Python cost
+# more than the server's decoding (5.6 µs a message, measured); the cut leaves one small tuple a change.
+KeyCut = tuple[str, bytes]
+
+
+def key_cut(messages: str, relation: int) -> str:
+    """A SELECT of (op, key, data) over `messages` (a peek with a `data` column): the operation and key
+    text cut out, data NULL; or op and key NULL and the whole message, for `parse`. Cut are an Insert
+    ('I' oid 'N' tuple), an Update that kept its key ('U' oid 'N' tuple) and a key Delete ('D' oid 'K'
+    tuple) of `relation` whose first column is text ('t'): its kind at byte 8, its length at bytes
+    9-12, its text from byte 13 (0-based). Anything else comes whole: an update that changed the key,
+    REPLICA IDENTITY FULL's 'O' tuples, other tables and kinds."""
+    oid = f"decode('{relation & 0xFFFFFFFF:08x}', 'hex')"  # no backslash: any standard_conforming_strings
+    cut = (
+        # CASE first: a message shorter than the layout (a Type message can be 7 bytes) is never indexed.
+        "CASE WHEN length(data) < 13 THEN false ELSE (get_byte(data, 0) IN (73, 85) AND "
+        "get_byte(data, 5) = 78 OR get_byte(data, 0) = 68 AND get_byte(data, 5) = 75) AND "
+        f"get_byte(data, 8) = 116 AND substr(data, 2, 4) = {oid} END"
+    )
+    length = " | ".join(f"(get_byte(data, {9 + i}) << {24 - 8 * i})" for i in range(4))
+    return (
+        f"SELECT CASE WHEN cut THEN chr(get_byte(data, 0)) END, "
+        f"CASE WHEN cut THEN substr(data, 14, {length}) END, CASE WHEN cut THEN NULL ELSE data END "
+        f"FROM (SELECT data, {cut} AS cut FROM {messages}) AS m"
+    )
+
 
 class _Reader:
     """A cursor over one message's bytes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
@@ -29,9 +30,13 @@ class Engine(Protocol):
         ...
 
     def stream(
-        self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
+        self,
+        sql: str | list[str],
+        batch_size: int,
+        partition_on: str | None = None,
+        partition_num: int | None = None,
     ) -> pa.RecordBatchReader:
-        """The result as a stream of Arrow batches."""
+        """The result as a stream of Arrow batches (of every SELECT in a list, in any order)."""
         ...
 
     def result_schema(self, sql: str) -> pa.Schema:
@@ -57,9 +62,15 @@ class Connectorx:
         return self._cx().read_sql(self._url, sql, return_type="arrow")
 
     def stream(
-        self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
+        self,
+        sql: str | list[str],
+        batch_size: int,
+        partition_on: str | None = None,
+        partition_num: int | None = None,
     ) -> pa.RecordBatchReader:
-        queries = self._ranges(sql, partition_on, partition_num or 2) if partition_on else sql
+        if partition_on and isinstance(sql, str):
+            sql = self._ranges(sql, partition_on, partition_num or 2)
+        queries = sql[0] if isinstance(sql, list) and len(sql) == 1 else sql
         return self._cx().read_sql(self._url, queries, return_type="arrow_stream", batch_size=batch_size)
 
     def _ranges(self, sql: str, column: str, parts: int) -> str | list[str]:
@@ -103,11 +114,25 @@ class MssqlPython:
         return mssql_python.table(self._conn, sql)
 
     def stream(
-        self, sql: str, batch_size: int, partition_on: str | None = None, partition_num: int | None = None
+        self,
+        sql: str | list[str],
+        batch_size: int,
+        partition_on: str | None = None,
+        partition_num: int | None = None,
     ) -> pa.RecordBatchReader:
         from hygge.homes.sql import mssql_python
 
-        return mssql_python.stream(self._conn, sql, batch_size)
+        queries = [sql] if isinstance(sql, str) else sql
+        first = mssql_python.stream(self._conn, queries[0], batch_size)
+        if len(queries) == 1:
+            return first
+
+        def batches() -> Iterator[pa.RecordBatch]:  # one statement after another, one connection each
+            yield from first
+            for one in queries[1:]:
+                yield from mssql_python.stream(self._conn, one, batch_size)
+
+        return pa.RecordBatchReader.from_batches(first.schema, batches())
 
     def result_schema(self, sql: str) -> pa.Schema:
         from hygge.homes.sql import mssql_python

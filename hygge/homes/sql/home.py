@@ -191,11 +191,11 @@ class SqlHome:
         return ", ".join(parts)
 
     def read_sql(
-        self, sql: str, schema: pa.Schema | None = None, partition_on: str | None = None
+        self, sql: str | list[str], schema: pa.Schema | None = None, partition_on: str | None = None
     ) -> pa.RecordBatchReader:
-        """Stream any SELECT through the engine (in ranges of the quoted column `partition_on` on
-        several connections, when given), each batch cast to `schema` (default the pinned one); driver failures become
-        SourceError like a table read's."""
+        """Stream any SELECT through the engine, each batch cast to `schema` (default the pinned one);
+        driver failures become SourceError like a table read's. Several SELECTs of one shape, or ranges
+        of the quoted column `partition_on`, are read on as many connections at once."""
         schema = schema or self.schema()
         parts = (self.config.partition_num or 2) if partition_on else None
         raw = self._run(lambda: self.engine.stream(sql, self.config.batch_size, partition_on, parts))
