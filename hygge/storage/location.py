@@ -40,6 +40,13 @@ class Location:
             joined = str(Path(self.path, *parts))
         return replace(self, path=joined)
 
+    def parent(self) -> Location:
+        """The folder holding this one (a container's top stays the top)."""
+        if self.is_local:
+            return replace(self, path=str(Path(self.path).parent))
+        up = str(PurePosixPath(self.path).parent)
+        return replace(self, path="" if up == "." else up)
+
     @property
     def url(self) -> str:
         """The URL deltalake and polars take for this place."""

@@ -90,6 +90,9 @@ class Storage:
     def child(self, *parts: str) -> Storage:
         return Storage(self.location.child(*parts), self.credential)
 
+    def parent(self) -> Storage:
+        return Storage(self.location.parent(), self.credential)
+
     # --- what clients take ---------------------------------------------------------------------
     @property
     def is_local(self) -> bool:
