@@ -59,6 +59,10 @@ SCHEMA = pa.schema(
         ("store_commit", pa.string()),
         ("deleted_count", pa.int64()),  # keys deleted (or soft-deleted) by the run
         ("reconciled", pa.bool_()),  # the run compared the source's key set with the landed one
+        # Open Mirroring with `confirm:`: what Fabric reported once it had applied the run's rows.
+        ("confirm_status", pa.string()),
+        ("confirm_rows", pa.int64()),  # the table's processed operations then
+        ("confirm_seconds", pa.float64()),  # from the start of publishing to the confirmation
     ]
 )
 
@@ -91,6 +95,9 @@ class Entry:
     store_commit: str | None = None
     deleted_count: int | None = None
     reconciled: bool | None = None
+    confirm_status: str | None = None
+    confirm_rows: int | None = None
+    confirm_seconds: float | None = None
 
     def to_table(self) -> pa.Table:
         return pa.Table.from_pylist([asdict(self)], schema=SCHEMA)

@@ -55,7 +55,12 @@ class JournalMirror:
 
     def _store(self, table: str, keys: list[str]) -> OpenMirroringStore:
         settings = self.config.model_copy(
-            update={"db_schema": SCHEMA_NAME, "key_columns": keys, "folder_deletion_wait_seconds": 0}
+            update={
+                "db_schema": SCHEMA_NAME,
+                "key_columns": keys,
+                "folder_deletion_wait_seconds": 0,
+                "confirm": None,  # the journal's own tables: never held up waiting for the service
+            }
         )
         return OpenMirroringStore(self.zone, table, settings, keys)
 

@@ -33,7 +33,7 @@ from hygge.lease import EntityLease
 from hygge.reading import RunOptions, new_watermark, read_feed, read_watermark
 from hygge.storage import Storage
 from hygge.stores import WriteRequest, make_store, store_root
-from hygge.stores.base import Commit
+from hygge.stores.base import Commit, Confirmation
 from hygge.streams import (
     Guard,
     Observer,
@@ -68,6 +68,7 @@ class EntityResult:
     watermark_after: str | None = None
     message: str = ""
     entity_run_id: str = ""
+    confirmation: Confirmation | None = None  # Fabric applied the run's rows (Open Mirroring `confirm:`)
     error: HyggeError | None = field(default=None, repr=False)
 
     @property
@@ -155,8 +156,10 @@ def _land_entity(
         entry.watermark_type = kind
         stored = deletes.store_schema(entity, schema)
         check_schema = getattr(store, "check_schema", None)
+        schema_note = None
         if check_schema is not None:
-            run_type = entry.run_type = result.run_type = check_schema(stored, run_type)
+            run_type, schema_note = check_schema(stored, run_type)
+            entry.run_type = result.run_type = run_type
         recovered, commit = _recover(store, journal, entity, ids, kind, run_type, owner)
         if recovered is not None:
             fault("runner.recovered")
@@ -173,7 +176,7 @@ def _land_entity(
         runs = journal.successes(entity.flow, entity.name) if run_type == "incremental" else []
         begin = starting_point(entity, runs, store, commit, run_type)
         run_type = entry.run_type = result.run_type = begin.run_type
-        entry.message = result.message = begin.note
+        entry.message = result.message = "; ".join(n for n in (schema_note, begin.note) if n) or begin.note
 
         if feed is not None:
             plan = read_feed(entity, home, store, feed, begin.previous, run_type, options)
@@ -205,7 +208,8 @@ def _land_entity(
                 KeyCheck(KeyShape.of(schema, keys)).check_tables(copy_keys(plan.copies, keys))
             observe_copies(observer, plan.copies, mark.watermark_column if tracker else None)
             lease.check()
-            commit_detail = store.write(plan.reader, replace(request, copies=tuple(plan.copies))).detail
+            written = store.write(plan.reader, replace(request, copies=tuple(plan.copies)))
+            commit_detail, confirmation = written.detail, written.confirmation
         else:
             batches: Iterator[pa.RecordBatch] = lease.guard(iter(plan.reader))
             if plan.bound is not None:
@@ -222,18 +226,23 @@ def _land_entity(
             counted = observer.wrap(batches)
             first = next(counted, None)
             if first is None and plan.run_type == "incremental" and not request.delete_count:
-                commit_detail = NOTHING_NEW
+                commit_detail, confirmation = NOTHING_NEW, None
             else:
                 stream = pa.RecordBatchReader.from_batches(stored, guard.wrap(prepend(first, counted)))
-                commit_detail = store.write(stream, request).detail
+                written = store.write(stream, request)
+                commit_detail, confirmation = written.detail, written.confirmation
         result.rows = observer.rows
         new_watermark(entry, result, plan, tracker, kind, home)
         entry.deleted_count = result.deleted = request.delete_count
         if request.delete_count:
             what = "soft-deleted" if soft else "deleted"
             note = f"{what} {request.delete_count:,} key(s) gone from the source"
-            entry.message = result.message = "; ".join(p for p in (begin.note, note) if p)
+            entry.message = result.message = "; ".join(p for p in (schema_note, begin.note, note) if p)
         entry.store_commit = commit_detail
+        if confirmation is not None:
+            result.confirmation = confirmation
+            entry.confirm_status, entry.confirm_rows = confirmation.status, confirmation.processed_rows
+            entry.confirm_seconds = confirmation.seconds
         entry.status = result.status = "success"
         entry.row_count = result.rows
     except BaseException as exc:

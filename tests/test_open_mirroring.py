@@ -102,14 +102,20 @@ def check_contract(zone: Storage, keys: list[str]) -> list[str]:
     assert all(NAME.match(n) for n in names), names
     for name in names:
         data = pq.read_table(io.BytesIO(zone.get(f"orders/{name}")))
-        assert data.schema.names[-1] == "__rowMarker__"
+        # The marker, where there is one, is the last column; insert-only files carry none.
+        assert "__rowMarker__" not in data.schema.names[:-1]
         assert data.num_rows > 0, "an empty data file"
         assert data.schema.field("updated_at").type == pa.timestamp("us")
     return names
 
 
-def marker_of(zone: Storage, name: str) -> set[int]:
-    return set(pq.read_table(io.BytesIO(zone.get(f"orders/{name}"))).column("__rowMarker__").to_pylist())
+def marker_of(zone: Storage, name: str) -> set[int] | None:
+    """The row markers in a data file; None for an insert-only file, which carries no marker column."""
+    data = pq.read_table(io.BytesIO(zone.get(f"orders/{name}")))
+    if "__rowMarker__" not in data.schema.names:
+        return None
+    assert data.schema.names[-1] == "__rowMarker__"
+    return set(data.column("__rowMarker__").to_pylist())
 
 
 @pytest.fixture(params=["local", "azurite"])
@@ -141,6 +147,7 @@ def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path
     assert replayed(root) == source(pg_db) and verified(root)
     names = check_contract(zone, keys)
     assert names[0] == f"{1:020d}.parquet"
+    assert [marker_of(zone, n) for n in names] == [None] * len(names)  # a full load: inserts only
     top = T0 + dt.timedelta(minutes=6)
     rounds = [[row(8, top + dt.timedelta(minutes=1))], [row(9, top + dt.timedelta(minutes=1))], None]
     for number, new in enumerate(rounds):
@@ -161,11 +168,13 @@ def test_full_drop_increments_and_second_full_drop_replay_to_the_source(tmp_path
     names = check_contract(zone, keys)
     numbers = [int(n[:20]) for n in names]
     assert numbers == list(range(1, len(numbers) + 1))
-    assert marker_of(zone, names[-1]) == ({4} if keys else {0})
+    # Keyed incrementals upsert (marker 4, the last column); keyless ones append inserts, unmarked.
+    assert marker_of(zone, names[-1]) == ({4} if keys else None)
 
     run(root, "f", "orders", run_type="full_drop")
     assert replayed(root) == source(pg_db) and verified(root)
-    assert check_contract(zone, keys)[0] == f"{1:020d}.parquet"
+    names = check_contract(zone, keys)
+    assert names[0] == f"{1:020d}.parquet" and marker_of(zone, names[0]) is None
 
 
 def test_sequence_continues_after_the_service_deletes_processed_files(tmp_path, pg_db) -> None:
@@ -294,14 +303,14 @@ def test_changed_key_columns_fail_with_a_clear_message(tmp_path, pg_db) -> None:
 def test_schema_added_column_is_accepted_changed_type_fails_or_rebuilds(tmp_path, pg_db) -> None:
     """An added column lands; a changed type fails naming the column, both types and the setting;
     with `schema_change: full_drop` the table is rebuilt and replays to the source. _schema.json
-    types datetimes as timestamps and carries the row marker."""
+    types datetimes as timestamps, and lists the row marker once a file carries it."""
     create(pg_db, True)
     insert(pg_db, [row(i, T0 + dt.timedelta(minutes=i)) for i in range(1, 4)])
     root = om_project(tmp_path, pg_db, keys=["region", "id"])
     run(root, "f", "orders", run_type="full_drop")
     manifest = json.loads((root / "zone" / "orders" / "_schema.json").read_text())
     types = {c["name"]: c["type"] for c in manifest["columns"]}
-    assert types["updated_at"] == "timestamp" and types["__rowMarker__"] == "int"
+    assert types["updated_at"] == "timestamp" and "__rowMarker__" not in types  # a full load: no marker
     assert next(c for c in manifest["columns"] if c["name"] == "amount")["scale"] == 4
 
     pg_execute(pg_db, "ALTER TABLE orders ADD COLUMN channel text")
@@ -313,6 +322,8 @@ def test_schema_added_column_is_accepted_changed_type_fails_or_rebuilds(tmp_path
         pg_rows(pg_db, "SELECT region, id, amount, note, updated_at, channel FROM orders")[1],
         key=lambda r: (r["region"], r["id"]),
     )
+    manifest = json.loads((root / "zone" / "orders" / "_schema.json").read_text())
+    assert [c["name"] for c in manifest["columns"]][-2:] == ["channel", "__rowMarker__"]
 
     pg_execute(pg_db, "ALTER TABLE orders ALTER COLUMN amount TYPE numeric(20,6)")
     pg_execute(pg_db, ("UPDATE orders SET updated_at = %s WHERE id = 1", (T0 + dt.timedelta(hours=2),)))

@@ -67,14 +67,17 @@ class LiveProgress:
 def print_summary(console: Console, summary: RunSummary) -> None:
     table = Table(title="hygge run", show_lines=False)
     deletes = any(r.deleted for r in summary.results)  # the column only where a run deleted keys
+    confirmed = any(r.confirmation for r in summary.results)  # only where Fabric confirmed a run
     columns = ["entity", "status", "rows", *(["deleted"] if deletes else []), "seconds"]
+    columns += ["fabric"] if confirmed else []
     for column in [*columns, "watermark before → after"]:
         table.add_column(column, justify="right" if column in ("rows", "deleted", "seconds") else "left")
     for r in sorted(summary.results, key=lambda r: r.key):
         colour = {"success": "green", "fail": "red"}.get(r.status, "yellow")
         mark = f"{_short(r.watermark_before)} → {_short(r.watermark_after)}" if r.status == "success" else ""
         counts = [f"{r.rows:,}", *([f"{r.deleted:,}"] if deletes else [])]
-        table.add_row(r.key, f"[{colour}]{r.status.upper()}", *counts, f"{r.duration:.2f}", mark)
+        fabric = [_confirmed(r)] if confirmed else []
+        table.add_row(r.key, f"[{colour}]{r.status.upper()}", *counts, f"{r.duration:.2f}", *fabric, mark)
     console.print(table)
     for r in summary.results:
         if r.status == "fail":
@@ -98,3 +101,9 @@ def _short(value: str | None) -> str:
     if value is None:
         return "-"
     return value[:19] if len(value) > 19 and value[10:11] == "T" else value
+
+
+def _confirmed(result: EntityResult) -> str:
+    """`Replicating in 3.1 s`: Fabric's status once it applied the run's rows."""
+    found = result.confirmation
+    return f"{found.status} in {found.seconds:.1f} s" if found is not None else ""

@@ -170,7 +170,19 @@ class OpenMirroringStoreConfig(FileLayoutSettings):
     )
     db_schema: str | None = Field(default=None, alias="schema", description="tables go to <schema>.schema/")
     key_columns: list[str] | None = Field(default=None, description="default: watermark.primary_key")
-    folder_deletion_wait_seconds: float = Field(default=120, ge=0)
+    folder_deletion_wait_seconds: float = Field(
+        default=120, ge=0, description="after deleting a table folder, where no mirroring status can be read"
+    )
+    rebuild_wait_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="longest wait for a rebuilt table to leave, then rejoin, the mirroring status",
+    )
+    confirm: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds to wait after publishing until Fabric applied the run's rows (off: no wait)",
+    )
     partner_name: str = "hygge"
     source_type: str = "SQL"
     source_version: str | None = None

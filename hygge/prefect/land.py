@@ -404,6 +404,15 @@ def _public(result: EntityResult) -> dict[str, Any]:
         "watermark_before": result.watermark_before,
         "watermark_after": result.watermark_after,
         "message": result.message,
+        "fabric": (
+            {
+                "status": result.confirmation.status,
+                "processed_rows": result.confirmation.processed_rows,
+                "seconds": round(result.confirmation.seconds, 3),
+            }
+            if result.confirmation is not None
+            else None
+        ),
     }
 
 
@@ -415,5 +424,6 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
         "deleted": result.get("deleted", 0),
         "seconds": result["duration"],
         "watermark": f"{result['watermark_before'] or '-'} → {result['watermark_after'] or '-'}",
+        "fabric": f"{fabric['status']} in {fabric['seconds']:.1f} s" if (fabric := result.get("fabric")) else "",
         "message": result["message"],
     }

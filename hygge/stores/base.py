@@ -35,6 +35,15 @@ class WriteRequest:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """What the far end reported once it had applied a write (Fabric, for Open Mirroring)."""
+
+    status: str
+    processed_rows: int | None
+    seconds: float  # from the start of publishing to the confirmation
+
+
+@dataclass(frozen=True)
 class Commit:
     """The store's record of the last committed write: lets a rerun detect an unjournaled commit."""
 
@@ -45,6 +54,7 @@ class Commit:
     owner: str | None = None
     position: str | None = None
     foreign: str | None = None  # a change another writer made on top of this commit, if the store can tell
+    confirmation: Confirmation | None = None  # the far end applied the write (Open Mirroring `confirm:`)
 
 
 class Store(Protocol):

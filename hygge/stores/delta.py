@@ -78,12 +78,13 @@ class DeltaStore:
         except OSError as exc:  # object_store failures (refused credential, missing container, ...)
             raise storage_error(self.location, "opening", exc) from None
 
-    def check_schema(self, schema: pa.Schema, run_type: str) -> str:
-        """Incremental runs must find the landed columns unchanged (see check_columns_unchanged)."""
+    def check_schema(self, schema: pa.Schema, run_type: str) -> tuple[str, str | None]:
+        """Incremental runs must find the landed columns unchanged (see check_columns_unchanged); the
+        run type stays, with no note."""
         table = self._table() if run_type == "incremental" else None
         landed = table.to_pyarrow_dataset().schema if table is not None else None
         check_columns_unchanged(landed, schema, run_type, self.describe())
-        return run_type
+        return run_type, None
 
     def recover(self) -> Commit | None:
         table = self._table()

@@ -3,7 +3,8 @@
 Contract (met exactly): `_metadata.json` ({"keyColumns": [...]}) exists before any data file and is
 never changed; `_partnerEvents.json` sits at the LandingZone root; data files are named
 `00000000000000000001.parquet` … (20 digits, continuous, increasing; the service deletes processed
-files but keeps the last one); `__rowMarker__` is the last column (0 insert, 4 upsert); no empty file.
+files but keeps the last one); `__rowMarker__` is the last column (0 insert, 2 delete, 4 upsert)
+of files that change keyed rows, absent from insert-only files; no empty file.
 
 hygge's own bookkeeping lives beside the tables in `_hygge/<table>/` (names starting with `_` are not
 data): staged files, commit records and the rows at the watermark boundary. A write stages its files,
@@ -30,21 +31,22 @@ import pyarrow.parquet as pq
 
 import hygge.stores.key_log as key_log
 from hygge.config.models import OpenMirroringStoreConfig
-from hygge.errors import StoreError
-from hygge.fabric.schema import conform_for_fabric, conform_schema, schema_manifest
+from hygge.errors import ConfigError, StoreError
+from hygge.fabric.schema import conform_for_fabric, conform_schema
+from hygge.fabric.status import mirrored_item
 from hygge.faults import fault
 from hygge.slots import waiting
 from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 from hygge.stores.base import Commit, WriteRequest
 from hygge.stores.boundary import Boundary
 from hygge.stores.files import layout_of, write_files
+from hygge.stores.om_confirm import MirrorWatch
+from hygge.stores.om_contract import TableContract
 from hygge.stores.replay import replay_open_mirroring
 
 ROW_MARKER = "__rowMarker__"
 WORK = "_hygge"  # beside the tables; a name starting with '_' is not a table to the service
 INSERT, DELETE, UPSERT = 0, 2, 4
-METADATA = "_metadata.json"
-PARTNER_EVENTS = "_partnerEvents.json"
 _DATA_FILE = re.compile(r"^(\d{20})\.parquet$")
 
 
@@ -52,7 +54,7 @@ def _stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
 
 
-class OpenMirroringStore:
+class OpenMirroringStore(TableContract):
     def __init__(
         self, landing_zone: Storage, table: str, config: OpenMirroringStoreConfig, key_columns: list[str]
     ) -> None:
@@ -63,6 +65,15 @@ class OpenMirroringStore:
         self.work_prefix = f"{WORK}/{self.folder.replace('/', '__')}"
         self.work = landing_zone.child(*self.work_prefix.split("/"))
         self.keys = list(config.key_columns if config.key_columns is not None else key_columns)
+        item = mirrored_item(landing_zone)
+        self.watch = MirrorWatch(item, config.db_schema, table, self.describe()) if item else None
+        if config.confirm and self.watch is None:
+            raise ConfigError(
+                f"`confirm` reads the mirrored database's status, and {landing_zone.describe()} is not a "
+                "mirrored database's Files/LandingZone",
+                hint="point `path` at <mirrored database>/Files/LandingZone (or use workspace and database)",
+                field="confirm",
+            )
 
     def describe(self) -> str:
         return f"open_mirroring {self.table.describe()}"
@@ -113,82 +124,6 @@ class OpenMirroringStore:
         self.work.delete(staged)
         return True
 
-    # --- contract files ------------------------------------------------------------------------
-    def _ensure_partner_events(self) -> None:
-        events: dict[str, Any] = {
-            "partnerName": self.config.partner_name,
-            "sourceInfo": {
-                "sourceType": self.config.source_type,
-                "sourceVersion": self.config.source_version or "",
-                "additionalInformation": {"writer": "hygge"},
-            },
-        }
-        try:
-            self.zone.put(PARTNER_EVENTS, json.dumps(events).encode(), create_only=True)
-        except AlreadyExistsError:
-            pass
-
-    def _ensure_metadata(self) -> None:
-        """Write `_metadata.json` before any data file; an existing one must name the same keys."""
-        wanted = {"keyColumns": self.keys}
-        try:
-            self.table.put(METADATA, json.dumps(wanted).encode(), create_only=True)
-            return
-        except AlreadyExistsError:
-            pass
-        self._check_keys_unchanged()
-
-    def _check_keys_unchanged(self) -> None:
-        """`_metadata.json`'s key columns are fixed: an entity that now names others must rebuild."""
-        try:
-            current = json.loads(self.table.get(METADATA))
-        except (NotFoundError, FileNotFoundError):
-            return
-        if list(current.get("keyColumns", [])) != self.keys:
-            raise StoreError(
-                f"{self.describe()} has key columns {current.get('keyColumns')} but the entity now names "
-                f"{self.keys}; _metadata.json cannot change",
-                hint="run this entity with --full-drop to rebuild the table with the new keys",
-                field="key_columns",
-            )
-
-    # --- schema stability ----------------------------------------------------------------------
-    def _stored_schema(self) -> dict[str, str] | None:
-        try:
-            return json.loads(self.work.get("schema.json"))["arrow"]
-        except (NotFoundError, FileNotFoundError):
-            return None
-
-    def check_schema(self, schema: pa.Schema, run_type: str) -> str:
-        """The run type to use: an added column is fine; a changed type or a dropped column never
-        changes in place (Fabric stops replicating the table) — it fails, or rebuilds the table."""
-        if run_type == "full_drop":
-            return run_type
-        self._check_keys_unchanged()  # every run, not only one that publishes: "nothing new" too
-        stored = self._stored_schema()
-        if stored is None:
-            return run_type
-        now = {f.name: str(f.type) for f in conform_schema(schema)}
-        changed = [(name, old, now.get(name)) for name, old in stored.items() if now.get(name) != old]
-        if not changed:
-            return run_type
-        if self.config.schema_change == "full_drop":
-            return "full_drop"
-        name, old, new = changed[0]
-        what = f"changed type from {old} to {new}" if new else f"(type {old}) is gone from the source"
-        raise StoreError(
-            f"column '{name}' {what}; Open Mirroring cannot change a column in place",
-            hint="set `schema_change: full_drop` on the store to rebuild the table, or run with --full-drop",
-            field="schema_change",
-        )
-
-    def _schema_files(self, schema: pa.Schema) -> dict[str, Any]:
-        data = pa.schema([f for f in schema if f.name != ROW_MARKER])
-        return {
-            "arrow": {f.name: str(f.type) for f in data},
-            "manifest": schema_manifest(data, system_columns=[schema.field(ROW_MARKER)]),
-        }
-
     # --- commits -------------------------------------------------------------------------------
     def _records(self) -> list[tuple[str, dict[str, Any]]]:
         found = []
@@ -236,7 +171,9 @@ class OpenMirroringStore:
             # Nothing was there to delete: nothing for the service to notice, so no wait.
             record["dropped_at"] = time.time() if existed else 0.0
             self._save(path, record)
-        if record["state"] == "dropped":
+        if record["state"] == "dropped" and self._status_readable():
+            self.watch.gone(self.config.rebuild_wait_seconds)  # type: ignore[union-attr]
+        elif record["state"] == "dropped":  # no status to read: a fixed wait
             remaining = record["dropped_at"] + self.config.folder_deletion_wait_seconds - time.time()
             if remaining > 0:
                 fault("om.drop_wait")
@@ -309,12 +246,25 @@ class OpenMirroringStore:
         return key_log.landed_keys(self.work, keys, soft_column)
 
     # --- writing -------------------------------------------------------------------------------
+    def _status_readable(self) -> bool:
+        return self.watch is not None and self.watch.read()[0] is not None
+
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
         run = request.entity_run_id
-        marker = UPSERT if self.keys and request.run_type == "incremental" else INSERT
+        since = dt.datetime.now(dt.UTC)
+        baseline = 0
+        if request.run_type == "incremental" and self._status_readable() and self.data_files():
+            # Incremental files go to a mirrored table only: a rebuilt one must have come back first.
+            self.watch.back(self.config.rebuild_wait_seconds)  # type: ignore[union-attr]
+            baseline = self.watch.processed()  # type: ignore[union-attr]
         # Fabric's column types (time and complex values as text, timestamps in microseconds), then
-        # the row marker as the last column.
-        schema = conform_schema(reader.schema).append(pa.field(ROW_MARKER, pa.int32(), nullable=False))
+        # the row marker as the last column: only where a row can be other than an insert. Insert-only
+        # files (a full load, a keyless append) carry none, which lets Fabric stage them directly
+        # (a file with the column takes the row-based path even when every marker is 0).
+        marked = bool(self.keys) and request.run_type == "incremental"
+        schema = conform_schema(reader.schema)
+        if marked:
+            schema = schema.append(pa.field(ROW_MARKER, pa.int32(), nullable=False))
         boundary = Boundary(request.watermark_column, request.lookback)
         soft = request.soft_column
         log = None
@@ -324,16 +274,18 @@ class OpenMirroringStore:
 
         def fabric(batch: pa.RecordBatch, row_marker: int) -> pa.RecordBatch:
             conformed = conform_for_fabric(batch)
+            if not marked:
+                return conformed
             return conformed.append_column(
                 schema.field(ROW_MARKER), pa.array([row_marker] * batch.num_rows, pa.int32())
             )
 
-        def marked() -> Iterator[pa.RecordBatch]:
+        def rows() -> Iterator[pa.RecordBatch]:
             for batch in reader:
                 boundary.update(batch)
                 if log is not None:
                     log.add(batch if soft else batch.select(self.keys), key_log.LIVE)
-                yield fabric(batch, marker)
+                yield fabric(batch, UPSERT if marked else INSERT)
             # Deletes follow the run's upserts: rows within a file are in change order.
             for batch, row_marker in self._deleted(request, reader.schema):
                 if log is not None:
@@ -343,7 +295,7 @@ class OpenMirroringStore:
 
         stamp = _stamp()
         written = write_files(
-            marked(), schema, self.work, lambda n: f"staging/{run}/{n:05d}.parquet", layout_of(self.config)
+            rows(), schema, self.work, lambda n: f"staging/{run}/{n:05d}.parquet", layout_of(self.config)
         )
         record = {
             "entity_run_id": run,
@@ -382,6 +334,9 @@ class OpenMirroringStore:
         records = sorted(o["path"] for o in self.work.list("commits") if o["path"].endswith(".json"))
         for old in records[:-10]:
             self.work.delete(old)
+        confirmation = None
+        if self.config.confirm and self.watch is not None and record["rows"]:
+            confirmation = self.watch.confirmed(baseline, record["rows"], since, self.config.confirm)
         return Commit(
             run,
             request.run_type,
@@ -389,6 +344,7 @@ class OpenMirroringStore:
             ",".join(record["published"]),
             request.owner,
             request.position,
+            confirmation=confirmation,
         )
 
     # --- what landed ---------------------------------------------------------------------------

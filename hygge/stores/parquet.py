@@ -69,15 +69,16 @@ class ParquetStore:
         dataset = self._dataset()
         return dataset.to_table() if dataset is not None else pa.table({})
 
-    def check_schema(self, schema: pa.Schema, run_type: str) -> str:
-        """Incremental runs must find the landed columns unchanged (see check_columns_unchanged)."""
+    def check_schema(self, schema: pa.Schema, run_type: str) -> tuple[str, str | None]:
+        """Incremental runs must find the landed columns unchanged (see check_columns_unchanged); the
+        run type stays, with no note."""
         files = self.data_files() if run_type == "incremental" else []
         landed = None
         if files:
             filesystem, [path] = self.location.dataset_paths(files[-1:])
             landed = pq.read_schema(path, filesystem=filesystem)
         check_columns_unchanged(landed, schema, run_type, self.describe())
-        return run_type
+        return run_type, None
 
     def max_value(self, column: str) -> Any:
         dataset = self._dataset()

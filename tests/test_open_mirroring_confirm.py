@@ -1,0 +1,218 @@
+"""Open Mirroring against the local replicator (a test double for Fabric's service, see
+hygge/fabric/replicator.py), with a real PostgreSQL source: `confirm:` journals what Fabric applied or
+fails with the service's error; a rebuild waits for the table to leave and rejoin the mirrored
+database instead of a fixed time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from hygge.errors import ConfigError, StoreError
+from hygge.fabric.replicator import LocalReplicator
+from hygge.fabric.status import read_status
+from hygge.storage import Storage
+from tests.helpers import journal, pg_execute, pg_rows, run, write_project
+
+T0 = dt.datetime(2026, 1, 1)
+ITEM = "Erp.MountedRelationalDatabase"
+
+
+def project(tmp_path: Path, pg_db: str, **store: object) -> Path:
+    return write_project(
+        tmp_path,
+        connections={"db": {"type": "postgres", "url": pg_db}},
+        flows={
+            "f": {
+                "home": {"type": "sql", "connection": "db"},
+                "store": {
+                    "type": "open_mirroring",
+                    "path": f"{ITEM}/Files/LandingZone",
+                    "folder_deletion_wait_seconds": 0,
+                    **store,
+                },
+                "run_type": "incremental",
+                "watermark": {"primary_key": ["id"], "watermark_column": "updated_at"},
+                "entities": ["orders"],
+            }
+        },
+    )
+
+
+def source(pg_db: str) -> list[dict]:
+    return sorted(pg_rows(pg_db, "SELECT id, v, updated_at FROM orders")[1], key=lambda r: r["id"])
+
+
+def mirrored(item: Storage) -> list[dict]:
+    place = item.child("Tables", "dbo", "orders")
+    return sorted(DeltaTable(place.uri).to_pyarrow_table().to_pylist(), key=lambda r: r["id"])
+
+
+@pytest.fixture
+def orders(pg_db: str) -> str:
+    pg_execute(
+        pg_db,
+        "CREATE TABLE orders (id int PRIMARY KEY, v text, updated_at timestamp)",
+        ("INSERT INTO orders SELECT i, 'v' || i, %s FROM generate_series(1, 50) AS i", (T0,)),
+    )
+    return pg_db
+
+
+def change(pg_db: str, at: dt.datetime) -> None:
+    pg_execute(
+        pg_db,
+        ("UPDATE orders SET v = 'changed', updated_at = %s WHERE id <= 5", (at,)),
+        ("INSERT INTO orders VALUES (100, 'new', %s)", (at,)),
+    )
+
+
+def test_confirm_journals_what_fabric_applied(tmp_path: Path, orders: str) -> None:
+    """A full load and an incremental, each confirmed: status, processed operations and seconds in the
+    result and the journal; the mirrored table Fabric keeps equals the source."""
+    root = project(tmp_path, orders, confirm=30)
+    item = Storage.local(root / ITEM)
+    with LocalReplicator(item).running(interval=0.02):
+        first = run(root, "f", "orders", run_type="full_drop")
+        change(orders, T0 + dt.timedelta(hours=1))
+        second = run(root, "f", "orders")
+    assert first.status == second.status == "success"
+    assert first.confirmation is not None and first.confirmation.status == "Replicating"
+    assert first.confirmation.processed_rows == 50
+    assert second.confirmation is not None and second.confirmation.processed_rows == 56  # 50 + 6 upserts
+    assert 0 <= second.confirmation.seconds < 30
+    entries = [e for e in journal(root, "f", "orders") if e.status == "success"]
+    assert [e.confirm_status for e in entries] == ["Replicating", "Replicating"]
+    assert [e.confirm_rows for e in entries] == [50, 56]
+    assert mirrored(item) == source(orders)
+
+
+def test_a_failed_table_fails_the_run_with_the_service_error(tmp_path: Path, orders: str) -> None:
+    """The service marks the table Failed: the entity run fails naming the table, the service's code and
+    message and what to try; the rows stay published and a rebuild brings the table back."""
+    root = project(tmp_path, orders, confirm=30)
+    item = Storage.local(root / ITEM)
+    replicator = LocalReplicator(item)
+    with replicator.running(interval=0.02):
+        assert run(root, "f", "orders", run_type="full_drop").status == "success"
+    replicator.fail("orders", "SchemaMergeFailed", "column v cannot be merged")
+    change(orders, T0 + dt.timedelta(hours=1))
+    with pytest.raises(StoreError) as info:
+        run(root, "f", "orders")
+    text = str(info.value)
+    assert "orders" in text and "Failed" in text and "SchemaMergeFailed" in text
+    assert "column v cannot be merged" in text and "--full-drop" in text
+    assert journal(root, "f", "orders")[-1].status == "fail"
+    with replicator.running(interval=0.02):
+        rebuilt = run(root, "f", "orders", run_type="full_drop")
+    assert rebuilt.status == "success" and rebuilt.confirmation is not None
+    assert mirrored(item) == source(orders)
+
+
+def test_confirm_times_out_when_fabric_does_not_apply(tmp_path: Path, orders: str) -> None:
+    root = project(tmp_path, orders, confirm=0.5)
+    item = Storage.local(root / ITEM)
+    LocalReplicator(item).step()  # status files exist, but nothing runs after this
+    with pytest.raises(StoreError, match=r"had not applied the 50 row\(s\)"):
+        run(root, "f", "orders", run_type="full_drop")
+
+
+def test_confirm_needs_a_mirrored_database_layout(tmp_path: Path, orders: str) -> None:
+    root = project(tmp_path, orders, confirm=5)
+    flow = root / "flows" / "f" / "flow.yml"
+    flow.write_text(flow.read_text().replace(f"{ITEM}/Files/LandingZone", "zone"))
+    with pytest.raises(ConfigError, match="Files/LandingZone") as info:
+        run(root, "f", "orders")
+    assert "field 'confirm'" in str(info.value) and "flow.yml" in str(info.value)
+
+
+def test_a_rebuild_waits_for_the_table_to_leave_and_come_back(tmp_path: Path, orders: str) -> None:
+    """With status to read, a full_drop waits until the table is gone from the mirrored database (not a
+    clock), and the next incremental waits until the rebuilt table is back; without the service
+    running, the wait ends in a clear error and the next run resumes the rebuild."""
+    root = project(tmp_path, orders, rebuild_wait_seconds=1, folder_deletion_wait_seconds=3600)
+    item = Storage.local(root / ITEM)
+    replicator = LocalReplicator(item)
+    with replicator.running(interval=0.02):
+        assert run(root, "f", "orders", run_type="full_drop").status == "success"
+    assert read_status(item).table(None, "orders").status == "Replicating"  # type: ignore[union-attr]
+    with pytest.raises(StoreError, match="did not leave the mirrored database"):
+        run(root, "f", "orders", run_type="full_drop")  # nobody drops the table: 1 s, not 3600 s
+    replicator.step()  # the service notices the folder is gone: the table leaves
+    assert read_status(item).table(None, "orders") is None  # type: ignore[union-attr]
+    change(orders, T0 + dt.timedelta(hours=1))
+    with pytest.raises(StoreError, match="did not reappear"):
+        run(root, "f", "orders")  # the rebuild is finished and published; the table is not back yet
+    with replicator.running(interval=0.02):
+        assert run(root, "f", "orders").status == "success"
+    assert mirrored(item) == source(orders)
+
+
+def test_schema_changes_are_classified_as_fabric_treats_them(tmp_path: Path, orders: str) -> None:
+    """Added column: lands, noted in the journal, Fabric adds it. Dropped (nullable) column: continues,
+    noted, NULL in Fabric. A drop and an add in one run: a rename, which fails or (schema_change:
+    full_drop) rebuilds. Fabric's table matches what the page says after each step."""
+    root = project(tmp_path, orders)
+    item = Storage.local(root / ITEM)
+    replicator = LocalReplicator(item)
+    with replicator.running(interval=0.02):
+        run(root, "f", "orders", run_type="full_drop")
+        pg_execute(orders, "ALTER TABLE orders ADD COLUMN w int")
+        pg_execute(
+            orders, ("UPDATE orders SET w = 7, updated_at = %s WHERE id = 1", (T0 + dt.timedelta(hours=1),))
+        )
+        added = run(root, "f", "orders")
+    assert added.status == "success" and "column 'w' added" in added.message
+    assert journal(root, "f", "orders")[-1].message == added.message
+    assert mirrored(item)[0] == {"id": 1, "v": "v1", "updated_at": T0 + dt.timedelta(hours=1), "w": 7}
+
+    pg_execute(orders, "ALTER TABLE orders DROP COLUMN v")
+    pg_execute(orders, ("UPDATE orders SET updated_at = %s WHERE id = 2", (T0 + dt.timedelta(hours=2),)))
+    with replicator.running(interval=0.02):
+        dropped = run(root, "f", "orders")
+    assert dropped.status == "success" and "column 'v' gone from the source" in dropped.message
+    assert mirrored(item)[1]["v"] is None and mirrored(item)[2]["v"] == "v3"  # new rows NULL, old kept
+
+    pg_execute(orders, "ALTER TABLE orders RENAME COLUMN w TO w2")
+    pg_execute(orders, ("UPDATE orders SET updated_at = %s WHERE id = 3", (T0 + dt.timedelta(hours=3),)))
+    with pytest.raises(StoreError, match="a rename") as info:
+        run(root, "f", "orders")
+    assert (
+        "'w'" in str(info.value)
+        and "'w2'" in str(info.value)
+        and "schema_change: full_drop" in str(info.value)
+    )
+    flow = root / "flows" / "f" / "flow.yml"
+    config = yaml.safe_load(flow.read_text())
+    config["store"]["schema_change"] = "full_drop"
+    flow.write_text(yaml.safe_dump(config))
+    with replicator.running(interval=0.02):
+        rebuilt = run(root, "f", "orders")
+    assert rebuilt.run_type == "full_drop" and "rebuilt" in rebuilt.message
+    expected = sorted(pg_rows(orders, "SELECT id, updated_at, w2 FROM orders")[1], key=lambda r: r["id"])
+    assert mirrored(item) == expected
+
+
+def test_a_dropped_non_nullable_column_needs_a_rebuild_and_wide_keys_warn(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from hygge.config.models import OpenMirroringStoreConfig
+    from hygge.stores.open_mirroring import OpenMirroringStore
+
+    config = OpenMirroringStoreConfig.model_validate({"type": "open_mirroring", "path": str(tmp_path)})
+    store = OpenMirroringStore(Storage.local(tmp_path), "t", config, ["a", "b", "c", "d", "e"])
+    strict = pa.schema([pa.field("a", pa.int64(), nullable=False), pa.field("x", pa.string())])
+    wide = ("incremental", "5 key columns: Fabric merges fewer than 5 fastest")
+    assert store.check_schema(strict, "incremental") == wide  # said once, as the table is made
+    assert store.check_schema(strict, "full_drop") == ("full_drop", wide[1])
+    store.work.put("schema.json", json.dumps(store._schema_files(strict)).encode())
+    assert store.check_schema(strict, "incremental") == ("incremental", None)
+    with pytest.raises(StoreError, match="non-nullable column 'a' is gone"):
+        store.check_schema(pa.schema([pa.field("x", pa.string())]), "incremental")
+    assert (
+        store.check_schema(pa.schema([pa.field("a", pa.int64())]), "incremental")[0] == "incremental"
+    )  # x: nullable
