@@ -10,6 +10,7 @@ Nothing else in hygge builds Azure URLs, clients or option dicts.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import shutil
 from collections.abc import Iterator
@@ -277,6 +278,18 @@ class Storage:
             path,
         )
 
+    def digest(self, path: str) -> str:
+        """The sha256 of an object's bytes, streamed."""
+        sha = hashlib.sha256()
+        for chunk in self.iter_bytes(path):
+            sha.update(chunk)
+        return sha.hexdigest()
+
+    def written_digest(self, sink: Any, path: str) -> str:
+        """The sha256 of a file `open_writer` gave `sink` for, once closed: remote writers hash the
+        bytes as they pass; a local file is read back (from the page cache, at disk speed)."""
+        return getattr(sink, "digest", None) or self.digest(path)
+
     def iter_bytes(self, path: str) -> Iterator[bytes]:
         with self._errors("reading", path):
             for chunk in obstore.get(self.store, path):
@@ -323,6 +336,7 @@ class _ObjectWriter(io.RawIOBase):
         self._path = path
         self._closed = False
         self._written = 0
+        self._sha = hashlib.sha256()  # the bytes pass here anyway: the digest costs no second read
 
     def writable(self) -> bool:
         return True
@@ -331,10 +345,16 @@ class _ObjectWriter(io.RawIOBase):
         return self._written
 
     def write(self, data: Any) -> int:
+        chunk = bytes(data)
         with self._storage._errors("writing", self._path, missing_is_error=True):
-            self._inner.write(bytes(data))
-        self._written += len(data)
-        return len(data)
+            self._inner.write(chunk)
+        self._sha.update(chunk)
+        self._written += len(chunk)
+        return len(chunk)
+
+    @property
+    def digest(self) -> str:
+        return self._sha.hexdigest()
 
     def flush(self) -> None:
         with self._storage._errors("writing", self._path, missing_is_error=True):

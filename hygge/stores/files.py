@@ -28,6 +28,7 @@ class WrittenFile:
     rows: int
     size: int
     metadata: pq.FileMetaData
+    digest: str | None = None  # sha256 of the file's bytes, where the writer asked for it
 
 
 MB = 1024 * 1024
@@ -54,11 +55,13 @@ def write_files(
     name: Callable[[int], str],
     layout: FileLayout,
     copies: Sequence[SourceFile] = (),
+    digests: bool = False,
 ) -> list[WrittenFile]:
     """Write `batches` to files named name(0), name(1), ...; on any error, remove what was written.
 
     With `copies` (parquet files whose bytes already hold `schema`), those are copied as they are
-    instead: no decoding or encoding, so their row groups and compression are kept.
+    instead: no decoding or encoding, so their row groups and compression are kept. With `digests`,
+    each written file carries the sha256 of its bytes.
     """
     if copies:
         return copy_files(copies, location, name)
@@ -94,7 +97,8 @@ def write_files(
         if not sink.closed:
             sink.close()
         size = location.size(state["path"])
-        written.append(WrittenFile(state["path"], state["rows"], size, writer.writer.metadata))
+        digest = location.written_digest(sink, state["path"]) if digests else None
+        written.append(WrittenFile(state["path"], state["rows"], size, writer.writer.metadata, digest))
         state.update(writer=None, sink=None, path=None, rows=0)
         fault("files.file_closed")
 

@@ -105,24 +105,36 @@ class OpenMirroringStore(TableContract):
             except AlreadyExistsError:
                 number += 1  # a racing writer's file (our own interrupted rename is found by _apply)
 
-    def _already_published(self, staged: str, name: str) -> bool:
-        """Whether the staged file already became data file `name` (an interrupted publish).
+    def _already_published(self, staged: str, name: str, digest: str | None) -> bool:
+        """Whether the staged file already became data file `name` (an interrupted publish), checked
+        against the digest its commit record holds: a published path is never overwritten or reused.
 
         A staged file disappears only when its rename completed, so a claimed, missing staged file is
-        published (the service may even have processed and deleted it since). Where a rename is copy
-        then delete (Azure Blob), a crash in between leaves both: the same size and parquet footer
-        say the copy is ours, and the staged copy is removed."""
+        published (the service may have processed and deleted it since); if `name` is still there it
+        must hold exactly those bytes, or the run stops for a reconcile. Where a rename is copy then
+        delete (Azure Blob), a crash in between leaves both: the same bytes say the copy is ours, and
+        the staged copy is removed. (Records written before digests compare size and footer.)"""
         if not self.work.exists(staged):
+            if digest is not None and self.table.exists(name) and self.table.digest(name) != digest:
+                raise StoreError(
+                    f"{self.describe()}: data file {name} does not hold the content hygge published there "
+                    "(its sha256 differs from the commit record's); something else wrote that path",
+                    hint="find what wrote into the table folder, then run this entity with --full-drop to "
+                    "rebuild the table (a published path is never overwritten)",
+                )
             return True
         if not self.table.exists(name) or self.work.size(staged) != self.table.size(name):
             return False
-        try:
-            if not _footer(self.work, staged).equals(_footer(self.table, name)):
-                return False
-        except (OSError, pa.ArrowException):  # not a readable parquet file: not ours
-            return False
-        self.work.delete(staged)
-        return True
+        if digest is not None:
+            ours = self.table.digest(name) == digest
+        else:
+            try:
+                ours = _footer(self.work, staged).equals(_footer(self.table, name))
+            except (OSError, pa.ArrowException):  # not a readable parquet file: not ours
+                ours = False
+        if ours:
+            self.work.delete(staged)
+        return ours
 
     # --- commits -------------------------------------------------------------------------------
     def _records(self) -> list[tuple[str, dict[str, Any]]]:
@@ -188,7 +200,8 @@ class OpenMirroringStore(TableContract):
             if staged in record["done"]:
                 continue
             claimed = record.get("claims", {}).get(staged)
-            if claimed is not None and self._already_published(staged, claimed):
+            digest = record.get("digests", {}).get(staged)
+            if claimed is not None and self._already_published(staged, claimed, digest):
                 name = claimed
             elif not self.work.exists(staged):
                 raise StoreError(
@@ -294,15 +307,15 @@ class OpenMirroringStore(TableContract):
                 yield fabric(batch, row_marker)
 
         stamp = _stamp()
-        written = write_files(
-            rows(), schema, self.work, lambda n: f"staging/{run}/{n:05d}.parquet", layout_of(self.config)
-        )
+        staging = lambda n: f"staging/{run}/{n:05d}.parquet"  # noqa: E731
+        written = write_files(rows(), schema, self.work, staging, layout_of(self.config), digests=True)
         record = {
             "entity_run_id": run,
             "run_type": request.run_type,
             "rows": sum(f.rows for f in written),
             "state": "staged",
             "staged": [f.path for f in written],
+            "digests": {f.path: f.digest for f in written},  # checked before any retry advances
             "done": [],
             "published": [],
             "boundary": None,
