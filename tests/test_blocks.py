@@ -93,6 +93,10 @@ def test_landing_zones_become_store_configs():
     ).to_store_config()
     assert mirror["schema"] == "dbo" and mirror["credential"] == "lake"
     assert store.validate_python(mirror).location.endswith("/Erp.MountedRelationalDatabase/Files/LandingZone")
+    assert "confirm" not in mirror and mirror["rebuild_wait_seconds"] == 600
+    confirmed = OpenMirroringLandingZone(path="db/Files/LandingZone", confirm=300, rebuild_wait_seconds=60)
+    settings = store.validate_python(confirmed.to_store_config())
+    assert (settings.confirm, settings.rebuild_wait_seconds) == (300, 60)
 
     adls = DeltaLandingZone(
         account="mylake", container="landing", path="erp", credential_block=HyggeAzureCredentials()

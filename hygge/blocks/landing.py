@@ -138,6 +138,12 @@ class OpenMirroringLandingZone(_Common, _Layout, Block):
     folder_deletion_wait_seconds: float = Field(
         default=120, ge=0, description="full_drop: seconds to wait after deleting a table folder."
     )
+    rebuild_wait_seconds: float = Field(
+        default=600, ge=0, description="full_drop: longest wait for the table to leave, then rejoin, Fabric."
+    )
+    confirm: float | None = Field(
+        default=None, gt=0, description="Seconds to wait until Fabric applied a run's rows (empty: no wait)."
+    )
     partner_name: str = Field(default="hygge", description="Partner name in _partnerEvents.json.")
     source_type: str = Field(default="SQL", description="Source type in _partnerEvents.json.")
     source_version: str | None = Field(default=None, description="Source version in _partnerEvents.json.")
@@ -156,13 +162,14 @@ class OpenMirroringLandingZone(_Common, _Layout, Block):
 
     def _place(self) -> dict[str, Any]:
         config: dict[str, Any] = {"type": "open_mirroring"}
-        for key in ("path", "workspace", "database", "key_columns", "source_version"):
+        for key in ("path", "workspace", "database", "key_columns", "source_version", "confirm"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
         if self.db_schema:
             config["schema"] = self.db_schema
         config.update(
             folder_deletion_wait_seconds=self.folder_deletion_wait_seconds,
+            rebuild_wait_seconds=self.rebuild_wait_seconds,
             partner_name=self.partner_name,
             source_type=self.source_type,
             schema_change=self.schema_change,
