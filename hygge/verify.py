@@ -4,7 +4,8 @@ Open Mirroring tables are replayed by hygge.stores.replay (data files in sequenc
 applied by key columns).
 
 `verify_entity` streams the source through the entity's home and reads what landed through the
-store's `scan()` (for Open Mirroring, the replay), then reconciles the two: the row count and, per
+store's `scan()` (for Open Mirroring, the replay, and also the Delta table Fabric replicated into the
+mirrored database's `Tables/`, where it exists), then reconciles them: the row count and, per
 source column, an order-independent checksum built batch by batch. A column's checksum is its null
 count plus, for each of four seeds, the sum (mod 2**64) of polars' stable 64-bit hashes of its
 non-null values: duplicates count, order does not, and no side is ever held whole for the source.
@@ -28,6 +29,7 @@ from hygge.changes.deletes import soft_column
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import HyggeError
 from hygge.fabric.schema import conform_for_fabric, conform_schema
+from hygge.fabric.status import DEFAULT_SCHEMA
 from hygge.journal import new_id
 from hygge.runner import RunIds, journal_for, new_entry, open_entity, record_failure
 from hygge.stores.replay import replay_open_mirroring
@@ -101,6 +103,9 @@ class Verification:
     ok: bool = False
     message: str = ""
     entity_run_id: str = ""
+    # Open Mirroring: the table Fabric replicated (Delta under the item's Tables/), where it exists.
+    fabric_rows: int | None = None
+    fabric_columns: list[ColumnResult] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -109,6 +114,10 @@ class Verification:
     @property
     def differing(self) -> list[str]:
         return [c.name for c in self.columns if not c.equal]
+
+    @property
+    def fabric_differing(self) -> list[str]:
+        return [c.name for c in self.fabric_columns if not c.equal]
 
 
 def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None = None) -> Verification:
@@ -145,6 +154,10 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
         landed_rows = landed_table.num_rows
         columns = [_compare(fld.name, fld.type, source[fld.name], landed_table) for fld in target]
         del landed_table
+        far = _fabric_table(store) if fabric else None
+        fabric_rows = far.num_rows if far is not None else None
+        far_columns = [_compare(f.name, f.type, source[f.name], far) for f in target] if far is not None else []
+        del far
     except BaseException as exc:
         error = (
             exc.with_context(**where)
@@ -160,6 +173,10 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
         raise error from (exc if error is not exc else None)
 
     ok = source_rows == landed_rows and all(c.equal for c in columns)
+    message = _summary(source_rows, landed_rows, columns)
+    if fabric_rows is not None:
+        ok = ok and source_rows == fabric_rows and all(c.equal for c in far_columns)
+        message += "; Fabric's table: " + _summary(source_rows, fabric_rows, far_columns).removeprefix("verify: ")
     result = Verification(
         flow=entity.flow,
         entity=entity.name,
@@ -167,8 +184,10 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
         landed_rows=landed_rows,
         columns=columns,
         ok=ok,
-        message=_summary(source_rows, landed_rows, columns),
+        message=message,
         entity_run_id=entry.entity_run_id,
+        fabric_rows=fabric_rows,
+        fabric_columns=far_columns,
     )
     entry.status = "success" if ok else "fail"
     entry.row_count = landed_rows
@@ -177,6 +196,19 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
     entry.duration = time.perf_counter() - clock
     journal.record(entry)
     return result
+
+
+def _fabric_table(store: object) -> pa.Table | None:
+    """The Delta table Fabric keeps for an Open Mirroring table (`Tables/<schema>/<table>` in the
+    mirrored database item), or None where the zone is no item's or the table is not there yet."""
+    from hygge.stores.delta import DeltaStore
+
+    watch = getattr(store, "watch", None)
+    if watch is None:
+        return None
+    place = watch.item.child("Tables", watch.schema or DEFAULT_SCHEMA, watch.table)
+    table = DeltaStore(place, "verify").scan()
+    return table if table.num_columns else None
 
 
 def _compare(name: str, kind: pa.DataType, source: ColumnChecksum, landed: pa.Table) -> ColumnResult:

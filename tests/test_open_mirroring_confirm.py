@@ -216,3 +216,91 @@ def test_a_dropped_non_nullable_column_needs_a_rebuild_and_wide_keys_warn(tmp_pa
     assert (
         store.check_schema(pa.schema([pa.field("a", pa.int64())]), "incremental")[0] == "incremental"
     )  # x: nullable
+
+
+def test_hygge_status_shows_fabric_beside_the_journal(tmp_path: Path, orders: str) -> None:
+    """`hygge status`: agree once Fabric applied everything (exit 0), behind while it has not, the
+    service's error for a Failed table (exit 1); the connection's password never appears."""
+    from typer.testing import CliRunner
+
+    from hygge.cli.main import app
+
+    secret = "Planted-Pw-93731"
+    planted = orders.replace("postgres@", f"postgres:{secret}@")  # the test server trusts local logins
+    root = project(tmp_path, planted)
+    item = Storage.local(root / ITEM)
+    replicator = LocalReplicator(item)
+    with replicator.running(interval=0.02):
+        run(root, "f", "orders", run_type="full_drop")
+    cli = CliRunner()
+
+    def status() -> tuple[int, str]:
+        result = cli.invoke(app, ["status", "--project", str(root)], env={"COLUMNS": "200"})
+        assert secret not in result.output
+        return result.exit_code, result.output
+
+    code, text = status()
+    assert code == 0 and "f.orders" in text and "dbo.orders" in text and "Replicating" in text
+    assert "agree" in text and "50" in text
+    change(orders, T0 + dt.timedelta(hours=1))
+    run(root, "f", "orders")  # published, not yet applied
+    code, text = status()
+    assert code == 1 and "Fabric behind by 6" in text
+    replicator.step()
+    replicator.fail("orders", "SchemaMergeFailed", "column v cannot be merged")
+    code, text = status()
+    assert code == 1 and "Failed" in text and "SchemaMergeFailed: column v cannot be merged" in text
+
+
+def test_verify_reaches_the_table_fabric_keeps(tmp_path: Path, orders: str) -> None:
+    """`hygge verify` reconciles the source with the landing zone and with the Delta table Fabric
+    replicated: a row Fabric lost is a difference even when the landing zone is right."""
+    from hygge.verify import verify_entity
+    from tests.helpers import entity_of, load
+
+    root = project(tmp_path, orders)
+    item = Storage.local(root / ITEM)
+    with LocalReplicator(item).running(interval=0.02):
+        run(root, "f", "orders", run_type="full_drop")
+    loaded = load(root)
+    good = verify_entity(loaded, entity_of(loaded, "f", "orders"))
+    assert good.ok and good.fabric_rows == 50 and "Fabric's table: 50 rows match" in good.message
+    place = item.child("Tables", "dbo", "orders")
+    from deltalake import write_deltalake
+
+    table = DeltaTable(place.uri).to_pyarrow_table()
+    write_deltalake(place.uri, table.slice(1), mode="overwrite")  # Fabric's copy lost a row
+    bad = verify_entity(loaded, entity_of(loaded, "f", "orders"))
+    assert not bad.ok and bad.landed_rows == 50 and bad.fabric_rows == 49
+
+
+def test_the_prefect_artifact_row_carries_the_confirmation() -> None:
+    from hygge.prefect.land import _public, _row
+    from hygge.runner import EntityResult
+    from hygge.stores.base import Confirmation
+
+    result = EntityResult("f", "orders", "success", "incremental", rows=6)
+    result.confirmation = Confirmation("Replicating", 56, 2.25)
+    public = _public(result)
+    assert public["fabric"] == {"status": "Replicating", "processed_rows": 56, "seconds": 2.25}
+    assert _row(public)["fabric"] == "Replicating in 2.2 s"
+    assert _row(_public(EntityResult("f", "t", "success", "full_drop")))["fabric"] == ""
+
+
+def test_the_run_summary_shows_fabric_only_where_a_run_was_confirmed() -> None:
+    from rich.console import Console
+
+    from hygge.cli.progress import print_summary
+    from hygge.coordinator import RunSummary
+    from hygge.runner import EntityResult
+    from hygge.stores.base import Confirmation
+
+    confirmed = EntityResult("f", "orders", "success", "incremental", rows=6)
+    confirmed.confirmation = Confirmation("Replicating", 56, 3.14)
+    console = Console(record=True, width=160)
+    print_summary(console, RunSummary("r", [confirmed, EntityResult("f", "lines", "success", "incremental")]))
+    text = console.export_text()
+    assert "fabric" in text and "Replicating in 3.1 s" in text
+    plain = Console(record=True, width=160)
+    print_summary(plain, RunSummary("r", [EntityResult("f", "lines", "success", "incremental")]))
+    assert "fabric" not in plain.export_text()

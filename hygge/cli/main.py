@@ -1,4 +1,4 @@
-"""`hygge` commands: init, go, debug, demo."""
+"""`hygge` commands: init, go, debug, demo, verify, status, journal."""
 
 from __future__ import annotations
 
@@ -215,12 +215,10 @@ def verify(
         ok = ok and result.ok
         matched += result.ok
         status = "[green]MATCH" if result.ok else "[red]DIFFER"
+        far = f" (Fabric's table: {result.fabric_rows:,} rows)" if result.fabric_rows is not None else ""
+        differing = [*result.differing, *(f"{c} in Fabric's table" for c in result.fabric_differing)]
         table.add_row(
-            result.key,
-            f"{result.source_rows:,}",
-            f"{result.landed_rows:,}",
-            status,
-            ", ".join(result.differing),
+            result.key, f"{result.source_rows:,}", f"{result.landed_rows:,}{far}", status, ", ".join(differing)
         )
     console.print(table)
     for key, exc in errors:
@@ -231,6 +229,19 @@ def verify(
         highlight=False,
     )
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def status(
+    project: ProjectOpt = Path("."),
+    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
+    entity: Annotated[list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")] = None,
+) -> None:
+    """Each Open Mirroring table's status in Fabric, beside what the journal says hygge published."""
+    from hygge.cli.status import show
+
+    loaded, chosen = _selection(project, flow, entity, what="show")
+    raise typer.Exit(show(console, loaded, chosen))
 
 
 journal_app = typer.Typer(help="The journal: show runs, publish it to Fabric.", no_args_is_help=True)
