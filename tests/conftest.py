@@ -106,3 +106,24 @@ def azure_container(azurite: AzuriteInfo) -> Iterator[tuple[AzuriteInfo, str]]:
     name = f"t{uuid.uuid4().hex[:8]}"
     azurite.create_container(name)
     yield azurite, name
+
+
+# --- Prefect ------------------------------------------------------------------------------------
+
+
+# ``prefect_harness`` (session): one temporary Prefect API (prefect_test_harness) for every module that
+# needs one; starting it costs about 20 s, once per module before. The tests using it run last and
+# together (pytest_collection_modifyitems below), so the API settings it sets reach no other test.
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shared = [item for item in items if "prefect_harness" in getattr(item, "fixturenames", ())]
+    if shared:
+        chosen = set(map(id, shared))
+        items[:] = [item for item in items if id(item) not in chosen] + shared

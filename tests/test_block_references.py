@@ -9,16 +9,14 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 from hygge.errors import ConfigError
 from tests.helpers import landed, pg_execute, run
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def prefect_api(prefect_harness: None) -> None:
+    """The session's temporary Prefect API (tests/conftest.py)."""
 
 
 def write(root: Path) -> Path:

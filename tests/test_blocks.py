@@ -11,7 +11,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
-from prefect.testing.utilities import prefect_test_harness
 from pydantic import TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
@@ -172,9 +171,8 @@ def test_blocks_file_needs_its_variables(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(prefect_harness: None) -> None:
+    """The session's temporary Prefect API (tests/conftest.py)."""
 
 
 def _name() -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 import hygge.prefect.land as land_module
 from hygge.errors import SourceError
@@ -17,9 +16,8 @@ from hygge.storage import Storage
 
 
 @pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(prefect_harness: None) -> None:
+    """The session's temporary Prefect API (tests/conftest.py)."""
 
 
 def _project(root: Path, tables: int = 3) -> Path:

@@ -25,7 +25,6 @@ import obstore
 import pytest
 from bad_inputs import attempt, password_role, sql, write
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 import hygge.prefect.land as land_module
@@ -36,9 +35,8 @@ from hygge.storage import objects as storage_objects
 
 
 @pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def harness(prefect_harness: None) -> None:
+    """The session's temporary Prefect API (tests/conftest.py)."""
 
 
 def _secret(prefix: str) -> str:

@@ -279,7 +279,11 @@ class Storage:
         )
 
     def digest(self, path: str) -> str:
-        """The sha256 of an object's bytes, streamed."""
+        """The sha256 of an object's bytes, streamed (a local file in small reads: obstore's local
+        `get` holds the whole file in memory)."""
+        if self.is_local:
+            with self._errors("reading", path), open(Path(self.location.path, path), "rb") as file:
+                return hashlib.file_digest(file, "sha256").hexdigest()
         sha = hashlib.sha256()
         for chunk in self.iter_bytes(path):
             sha.update(chunk)
