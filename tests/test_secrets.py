@@ -280,7 +280,8 @@ def test_no_planted_secret_leaks_from_prefect_logs_artifacts_or_states(
         flow_runs = client.read_flow_runs(limit=200)
         task_runs = client.read_task_runs(limit=200)
     assert any("landing parts.t" in log.message for log in logs), "hygge's task logs were not read"
-    table = next(a for a in artifacts if a.key == "hygge-land")
+    run_id = state.state_details.flow_run_id  # the API is shared with other modules' runs
+    table = next(a for a in artifacts if a.key == "hygge-land" and a.flow_run_id == run_id)
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert {r["entity"]: r["status"] for r in rows} == EXPECTED
     check("Prefect logs", "\n".join(log.message for log in logs))

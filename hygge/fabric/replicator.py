@@ -15,8 +15,8 @@ service runs only inside Fabric). It follows the documented behaviour of the ser
 - the mirrored table is a Delta table under the item's `Tables/<schema>/<table>`, and the status is
   written to `Files/Monitoring/replicator.json` and `tables.json` (hygge.fabric.status's shape).
 
-It rewrites a table's Delta files whole for every file it applies: fine for tests and demos, not a
-replicator for real volumes. Its own state sits in `<item>/_local_replicator/state.json`.
+It rewrites a table's Delta files whole for every file it applies, and applies marked rows one by one
+(insert-only files are appended as Arrow tables): fine for tests and demos, not for real volumes. Its own state sits in `<item>/_local_replicator/state.json`.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ class LocalReplicator:
         return applied
 
     def _apply(
-        self, folder: _Folder, entry: dict[str, Any], name: str, rows: list[dict] | None, metadata: dict
-    ) -> list[dict]:
+        self, folder: _Folder, entry: dict[str, Any], name: str, rows: pa.Table | None, metadata: dict
+    ) -> pa.Table:
         try:
             data = pq.read_table(io.BytesIO(self.zone.get(f"{folder.path}/{name}")))
         except (pa.ArrowException, OSError) as exc:
@@ -190,10 +190,14 @@ class LocalReplicator:
         keys = list(metadata.get("keyColumns", []))
         default = UPSERT if metadata.get("isUpsertDefaultRowMarker") else INSERT
         markers = data.column(ROW_MARKER).to_pylist() if ROW_MARKER in data.column_names else None
-        changes = data.drop_columns([ROW_MARKER]) if markers is not None else data
-        current = rows if rows is not None else self._read_table(folder)
+        schema = _schema(columns)
+        changes = _conform(data.drop_columns([ROW_MARKER]) if markers is not None else data, schema)
+        current = _conform(rows if rows is not None else self._read_table(folder), schema)
+        if markers is None and default == INSERT:  # inserts only: appended as they are, no row loop
+            entry["rows"] += changes.num_rows
+            return pa.concat_tables([current, changes])
         by_key: dict[tuple, list[dict]] = {}
-        for row in current:
+        for row in current.to_pylist():
             by_key.setdefault(tuple(row.get(k) for k in keys) if keys else (len(by_key),), []).append(row)
         for i, row in enumerate(changes.to_pylist()):
             op = markers[i] if markers is not None else default
@@ -205,38 +209,33 @@ class LocalReplicator:
                 by_key[(len(by_key),)] = [row]
                 continue
             key = tuple(row.get(k) for k in keys)
-            entry["rows"] += 1
             if op == INSERT:
                 by_key.setdefault(key, []).append(row)
             elif op == DELETE:
                 by_key.pop(key, None)
             else:
                 by_key[key] = [row]
-        if not keys:
-            entry["rows"] += changes.num_rows
-        return [row for group in by_key.values() for row in group]
+        entry["rows"] += changes.num_rows
+        return pa.Table.from_pylist([row for group in by_key.values() for row in group], schema=schema)
 
     # --- the mirrored Delta table ----------------------------------------------------------------
     def _tables(self, key: str) -> Storage:
         schema, table = key.split("/", 1)
         return self.item.child("Tables", schema, table)
 
-    def _read_table(self, folder: _Folder) -> list[dict]:
+    def _read_table(self, folder: _Folder) -> pa.Table:
         from deltalake import DeltaTable
 
         place = self._tables(folder.key)
         if not place.list("_delta_log"):
-            return []
-        return DeltaTable(place.uri, storage_options=place.options()).to_pyarrow_table().to_pylist()
+            return pa.table({})
+        return DeltaTable(place.uri, storage_options=place.options()).to_pyarrow_table()
 
-    def _write_table(self, folder: _Folder, entry: dict[str, Any], rows: list[dict]) -> None:
+    def _write_table(self, folder: _Folder, entry: dict[str, Any], rows: pa.Table) -> None:
         from deltalake import write_deltalake
 
-        schema = pa.schema(
-            [pa.field(name, _type(c["type"]), nullable=True) for name, c in entry["columns"].items()]
-        )
-        table = pa.Table.from_pylist(rows, schema=schema)
         place = self._tables(folder.key)
+        table = _conform(rows, _schema(entry["columns"]))
         write_deltalake(
             place.uri, table, mode="overwrite", schema_mode="overwrite", storage_options=place.options()
         )
@@ -312,6 +311,22 @@ def _new_entry(tag: str, metadata: dict[str, Any]) -> dict[str, Any]:
         "last_sync": None,
         "columns": {},
     }
+
+
+def _schema(columns: dict[str, dict[str, Any]]) -> pa.Schema:
+    """The mirrored table's columns so far, in the order they first appeared, all nullable."""
+    return pa.schema([pa.field(name, _type(c["type"]), nullable=True) for name, c in columns.items()])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns: a column it lacks (added later, or dropped) is NULL."""
+    arrays = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _type(text: str) -> pa.DataType:
