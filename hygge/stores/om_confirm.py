@@ -37,21 +37,22 @@ class MirrorWatch:
         found = read_status(self.item)
         return found, (found.table(self.schema, self.table) if found is not None else None)
 
-    def processed(self) -> int:
-        """The table's processed operations now (0 while it is not mirrored)."""
-        _, table = self.read()
-        return (table.processed_rows or 0) if table is not None else 0
-
     def _until(
-        self, done: Callable[[TableStatus | None], bool], seconds: float, what: str, hint: str, failing: bool = True
-    ) -> None:
-        """Poll until `done`; a Failed table ends the wait with the service's error where `failing`."""
+        self,
+        done: Callable[[TableStatus | None], bool],
+        seconds: float,
+        what: str,
+        hint: str,
+        failing: bool = True,
+    ) -> TableStatus | None:
+        """Poll until `done`, returning the table's status then; a Failed table ends the wait with the
+        service's error where `failing`."""
         deadline = time.monotonic() + seconds
         with waiting():  # only waiting: other entities may use this concurrency slot
             while True:
                 found, table = self.read()
                 if found is not None and done(table):
-                    return
+                    return table
                 if failing and table is not None and table.failed:
                     raise self._failed(table)
                 if time.monotonic() >= deadline:
@@ -68,40 +69,38 @@ class MirrorWatch:
             failing=False,  # a Failed table is what a rebuild is for
         )
 
-    def back(self, seconds: float) -> None:
-        """Wait until a rebuilt table is mirrored again (and has not failed)."""
-        self._until(
+    def back(self, seconds: float) -> TableStatus:
+        """Wait until a rebuilt table is mirrored again (and has not failed); its status then."""
+        table = self._until(
             lambda table: table is not None and not table.failed,
             seconds,
             f"rebuilt table {self.table} did not reappear in the mirrored database",
             "check the table's status in Fabric; incremental runs resume once it is mirrored again",
         )
+        assert table is not None
+        return table
 
     def confirmed(self, baseline: int, rows: int, since: dt.datetime, seconds: float) -> Confirmation:
-        """Wait until the service applied `rows` more operations than `baseline`, synced after `since`."""
-        started = time.monotonic()
-        holder: list[TableStatus] = []
+        """Wait until the service applied `rows` more operations than `baseline`, synced after `since`
+        (when publishing began)."""
 
         def done(table: TableStatus | None) -> bool:
             if table is None or table.failed:
                 return False
             synced = table.last_sync is None or table.last_sync >= since
-            if (table.processed_rows or 0) >= baseline + rows and synced:
-                holder.append(table)
-                return True
-            return False
+            return (table.processed_rows or 0) >= baseline + rows and synced
 
-        self._until(
+        table = self._until(
             done,
             seconds,
             f"Fabric had not applied the {rows:,} row(s) this run published to table {self.table}",
             "raise `confirm:` if the mirrored database is slow, or check its status in Fabric; the rows "
             "are published and the next run carries on from them",
         )
-        table = holder[-1]
-        waited = time.monotonic() - started
-        publish = (dt.datetime.now(dt.UTC) - since).total_seconds()
-        return Confirmation(table.status, table.processed_rows, max(waited, publish))
+        assert table is not None
+        return Confirmation(
+            table.status, table.processed_rows, (dt.datetime.now(dt.UTC) - since).total_seconds()
+        )
 
     def _failed(self, table: TableStatus) -> StoreError:
         code = table.error_code or "no error code"

@@ -264,12 +264,14 @@ class OpenMirroringStore(TableContract):
 
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
         run = request.entity_run_id
-        since = dt.datetime.now(dt.UTC)
-        baseline = 0
-        if request.run_type == "incremental" and self._status_readable() and self.data_files():
-            # Incremental files go to a mirrored table only: a rebuilt one must have come back first.
-            self.watch.back(self.config.rebuild_wait_seconds)  # type: ignore[union-attr]
-            baseline = self.watch.processed()  # type: ignore[union-attr]
+        baseline = 0  # the table's processed operations before this run publishes
+        if request.run_type == "incremental" and self.watch is not None and self.data_files():
+            found, table = self.watch.read()
+            if found is not None:
+                if table is None or table.failed:
+                    # Incremental files go to a mirrored table only: a rebuilt one must be back first.
+                    table = self.watch.back(self.config.rebuild_wait_seconds)
+                baseline = table.processed_rows or 0
         # Fabric's column types (time and complex values as text, timestamps in microseconds), then
         # the row marker as the last column: only where a row can be other than an insert. Insert-only
         # files (a full load, a keyless append) carry none, which lets Fabric stage them directly
@@ -341,6 +343,7 @@ class OpenMirroringStore(TableContract):
         path = f"commits/{stamp}-{run}.json"
         self.work.put(path, json.dumps(record).encode(), create_only=True)
         fault("om.record_written")
+        since = dt.datetime.now(dt.UTC)  # publishing begins
         self._apply(path, record)
         # Only the last record is needed; pruned by a commit only, so a run that writes nothing
         # changes nothing.
