@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from hygge.config.models import OpenMirroringStoreConfig
 from hygge.errors import HyggeError, PublishError
-from hygge.fabric.schema import fabric_type
+from hygge.fabric.schema import fabric_type, parse_type
 from hygge.faults import fault
 from hygge.journal import MIRROR_PENDING, Journal, new_id
 from hygge.storage import NotFoundError, Storage
@@ -140,7 +140,7 @@ class JournalMirror:
             for name, arrow_type in stored.items():
                 key = (entity, name)
                 old = known.get(key)
-                fabric = fabric_type(_parse(arrow_type))
+                fabric = fabric_type(parse_type(arrow_type) or pa.string())
                 record = {
                     "entity": entity,
                     "column": name,
@@ -202,33 +202,6 @@ def _not_in(rows: pa.Table, published: pa.Table) -> pa.Table:
 
 def _reader(table: pa.Table) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
-
-
-def _parse(text: str) -> pa.DataType:
-    """An Arrow type from its str() form, as kept in the store's schema.json."""
-    import re
-
-    simple = {
-        "int8": pa.int8(),
-        "int16": pa.int16(),
-        "int32": pa.int32(),
-        "int64": pa.int64(),
-        "float": pa.float32(),
-        "double": pa.float64(),
-        "bool": pa.bool_(),
-        "string": pa.string(),
-        "large_string": pa.large_string(),
-        "binary": pa.binary(),
-        "large_binary": pa.large_binary(),
-        "date32[day]": pa.date32(),
-    }
-    if text in simple:
-        return simple[text]
-    if m := re.fullmatch(r"decimal128\((\d+), (\d+)\)", text):
-        return pa.decimal128(int(m.group(1)), int(m.group(2)))
-    if m := re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", text):
-        return pa.timestamp(m.group(1), tz=m.group(2))
-    return pa.string()
 
 
 def mirror_for(entity: object, project: object) -> JournalMirror | None:

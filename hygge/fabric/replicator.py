@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hygge.fabric.schema import parse_type
 from hygge.fabric.status import DEFAULT_SCHEMA, FAILED, LANDING_ZONE, MONITORING, TableStatus
 from hygge.storage import NotFoundError, Storage
 
@@ -330,17 +331,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _type(text: str) -> pa.DataType:
-    """An Arrow type from its str() (the types a landing zone file can hold)."""
-    simple = {
-        "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
-        "bool": pa.bool_(), "float": pa.float32(), "double": pa.float64(), "string": pa.string(),
-        "large_string": pa.large_string(), "binary": pa.binary(), "large_binary": pa.large_binary(),
-        "date32[day]": pa.date32(),
-    }  # fmt: skip
-    if text in simple:
-        return simple[text]
-    if m := re.fullmatch(r"decimal128\((\d+), (\d+)\)", text):
-        return pa.decimal128(int(m.group(1)), int(m.group(2)))
-    if m := re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", text):
-        return pa.timestamp(m.group(1), tz=m.group(2))
-    raise TableFailed("UnsupportedType", f"column type {text} is not one a mirrored table holds")
+    found = parse_type(text)
+    if found is None:
+        raise TableFailed("UnsupportedType", f"column type {text} is not one a mirrored table holds")
+    return found

@@ -12,6 +12,7 @@ The map works on types, never on values: an all-null column keeps its real type.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -216,6 +217,24 @@ def conform_for_fabric(data: Data) -> Data:
         else:
             columns.append(_conform_array(column, field.name, field.type))
     return type(data).from_arrays(columns, schema=target)
+
+
+_TYPE_NAMES = {
+    str(t): t
+    for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.bool_(),
+              pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.date32())
+}  # fmt: skip
+
+
+def parse_type(text: str) -> pa.DataType | None:
+    """A Fabric data file's Arrow type from its str() form (as schema records keep it), or None."""
+    if text in _TYPE_NAMES:
+        return _TYPE_NAMES[text]
+    if m := re.fullmatch(r"decimal128\((\d+), (\d+)\)", text):
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    if m := re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", text):
+        return pa.timestamp(m.group(1), tz=m.group(2))
+    return None
 
 
 def schema_manifest(schema: pa.Schema, *, system_columns: Sequence[pa.Field] = ()) -> dict:
