@@ -73,6 +73,7 @@ class LocalReplicator:
         self.monitoring = item.child(*MONITORING)
         self.files_per_step = files_per_step
         self._lock = threading.Lock()
+        self._saved: str | None = None  # the state this replicator wrote last
 
     # --- driving ------------------------------------------------------------------------------
     def step(self) -> int:
@@ -281,7 +282,12 @@ class LocalReplicator:
             return {"tables": {}}
 
     def _save(self, state: dict[str, Any]) -> None:
-        self.item.put(STATE, json.dumps(state).encode())
+        """Write the state and the monitoring files, unless this replicator last wrote exactly that
+        (a background loop steps every few milliseconds, mostly finding nothing new)."""
+        text = json.dumps(state)
+        if text == self._saved:
+            return
+        self.item.put(STATE, text.encode())
         tables = []
         for key, entry in sorted(state["tables"].items()):
             schema, table = key.split("/", 1)
@@ -299,6 +305,7 @@ class LocalReplicator:
             tables.append(status.to_json())
         self.monitoring.put("tables.json", json.dumps({"tables": tables}).encode())
         self.monitoring.put("replicator.json", json.dumps({"status": "Running"}).encode())
+        self._saved = text
 
 
 def _new_entry(tag: str, metadata: dict[str, Any]) -> dict[str, Any]:
