@@ -177,6 +177,7 @@ def _land_entity(
         begin = starting_point(entity, runs, store, commit, run_type)
         run_type = entry.run_type = result.run_type = begin.run_type
         entry.message = result.message = "; ".join(n for n in (schema_note, begin.note) if n) or begin.note
+        written: Commit | None = None  # None: nothing new, nothing written
 
         if feed is not None:
             plan = read_feed(entity, home, store, feed, begin.previous, run_type, options)
@@ -209,7 +210,6 @@ def _land_entity(
             observe_copies(observer, plan.copies, mark.watermark_column if tracker else None)
             lease.check()
             written = store.write(plan.reader, replace(request, copies=tuple(plan.copies)))
-            commit_detail, confirmation = written.detail, written.confirmation
         else:
             batches: Iterator[pa.RecordBatch] = lease.guard(iter(plan.reader))
             if plan.bound is not None:
@@ -225,21 +225,18 @@ def _land_entity(
                 batches = KeyCheck(KeyShape.of(schema, keys)).wrap(batches)
             counted = observer.wrap(batches)
             first = next(counted, None)
-            if first is None and plan.run_type == "incremental" and not request.delete_count:
-                commit_detail, confirmation = NOTHING_NEW, None
-            else:
+            if first is not None or plan.run_type != "incremental" or request.delete_count:
                 stream = pa.RecordBatchReader.from_batches(stored, guard.wrap(prepend(first, counted)))
                 written = store.write(stream, request)
-                commit_detail, confirmation = written.detail, written.confirmation
         result.rows = observer.rows
         new_watermark(entry, result, plan, tracker, kind, home)
         entry.deleted_count = result.deleted = request.delete_count
         if request.delete_count:
             what = "soft-deleted" if soft else "deleted"
             note = f"{what} {request.delete_count:,} key(s) gone from the source"
-            entry.message = result.message = "; ".join(p for p in (schema_note, begin.note, note) if p)
-        entry.store_commit = commit_detail
-        if confirmation is not None:
+            entry.message = result.message = "; ".join(p for p in (result.message, note) if p)
+        entry.store_commit = written.detail if written is not None else NOTHING_NEW
+        if written is not None and (confirmation := written.confirmation) is not None:
             result.confirmation = confirmation
             entry.confirm_status, entry.confirm_rows = confirmation.status, confirmation.processed_rows
             entry.confirm_seconds = confirmation.seconds
