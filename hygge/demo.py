@@ -1,15 +1,20 @@
-"""The embedded demo: a SQLite shop (customers, orders, order lines; ≥ 1M rows) built in seconds."""
+"""The embedded demo: a project (package data under hygge/templates/demo) and a SQLite shop
+(customers, orders, order lines; ≥ 1M rows) built in seconds, in any folder."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import sqlite3
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
-from hygge.config.loader import PROJECT_FILE, find_project_root
+from hygge.config.loader import PROJECT_FILE
+from hygge.errors import ConfigError
 
-DEMO_DIR_VARIABLE = "HYGGE_DEMO_DIR"
+# The first line of the demo's hygge.yml: how a folder is recognised as an earlier demo to replace.
+DEMO_MARK = "# The hygge demo project, written by `hygge demo`"
+MIRROR_ITEM = Path("lake/Shop.MountedRelationalDatabase")  # holds Files/LandingZone, Files/Monitoring, Tables
 
 _SCHEMA = """
 CREATE TABLE customers (
@@ -38,25 +43,44 @@ INSERT INTO {table} SELECT {columns} FROM n;
 _COUNTER_TIME = "strftime('%Y-%m-%d %H:%M:%f', '2024-01-01', '+' || (i * {step}) || ' seconds')"
 
 
-def demo_project_root() -> Path:
-    """The project that holds the demo flows (this checkout's hygge.yml)."""
-    return find_project_root(Path.cwd())
+def write_demo_project(directory: Path) -> Path:
+    """Write the demo project into `directory` (new, empty, or an earlier demo, whose shop and lake are
+    replaced); returns its resolved root. Anything else in the way is refused, never overwritten."""
+    root = directory.resolve()
+    project_file = root / PROJECT_FILE
+    if project_file.is_file():
+        if not project_file.read_text(encoding="utf-8", errors="replace").startswith(DEMO_MARK):
+            raise ConfigError(
+                "this hygge.yml belongs to another project, not an earlier demo",
+                hint="give `hygge demo` a new or empty folder, e.g. `hygge demo hygge-demo`",
+                file=str(project_file),
+            )
+    elif root.is_dir() and any(root.iterdir()):
+        raise ConfigError(
+            "the folder is not empty and holds no earlier demo",
+            hint="give `hygge demo` a new or empty folder, e.g. `hygge demo hygge-demo`",
+            file=str(root),
+        )
+    templates = resources.files("hygge") / "templates" / "demo"
+    _copy(templates, root)
+    return root
+
+
+def _copy(source: resources.abc.Traversable, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.is_dir():
+            _copy(entry, target / entry.name)
+        elif entry.is_file():
+            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 def build_demo(directory: Path, *, customers: int = 100_000, say: Callable[[str], None] = print) -> Path:
-    """Create (or recreate) the demo database under `directory`; returns the demo project's root."""
-    root = demo_project_root()
-    directory = directory if directory.is_absolute() else root / directory
+    """Create (or recreate) the shop database `directory`/shop.sqlite and clear `directory`/lake."""
     directory.mkdir(parents=True, exist_ok=True)
-    os.environ[DEMO_DIR_VARIABLE] = str(directory.resolve())
     database = directory / "shop.sqlite"
-    for stale in (database, directory / "lake"):
-        if stale.is_file():
-            stale.unlink()
-        elif stale.is_dir():
-            import shutil
-
-            shutil.rmtree(stale)
+    database.unlink(missing_ok=True)
+    shutil.rmtree(directory / "lake", ignore_errors=True)
     orders, lines = customers * 4, customers * 6
     with sqlite3.connect(database) as db:
         db.executescript(_SCHEMA)
@@ -93,12 +117,12 @@ def build_demo(directory: Path, *, customers: int = 100_000, say: Callable[[str]
         f"Built {database} with {customers:,} customers, {orders:,} orders, {lines:,} order lines "
         f"({customers + orders + lines:,} rows)"
     )
-    return root
+    return database
 
 
-def change_demo(root: Path) -> str:
-    """Insert and update some rows, including one whose updated_at equals the current maximum."""
-    directory = Path(os.environ.get(DEMO_DIR_VARIABLE, root / ".hygge_demo"))
+def change_demo(directory: Path) -> str:
+    """Insert and update some rows of `directory`/shop.sqlite, one of them with updated_at equal to
+    the current maximum (the watermark's tie case)."""
     with sqlite3.connect(directory / "shop.sqlite") as db:
         top_order = db.execute("SELECT max(id) FROM orders").fetchone()[0]
         top_line = db.execute("SELECT max(id) FROM order_lines").fetchone()[0]
@@ -124,4 +148,4 @@ def change_demo(root: Path) -> str:
     )
 
 
-__all__ = ["PROJECT_FILE", "build_demo", "change_demo"]
+__all__ = ["MIRROR_ITEM", "build_demo", "change_demo", "write_demo_project"]

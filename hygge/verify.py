@@ -147,14 +147,24 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
             for name in target.names:
                 source[name].update(batch.column(name))
 
-        landed_table = store.scan()
+        far = _fabric_table(store) if fabric else None
+        if fabric and not store.replayable():  # type: ignore[attr-defined]
+            # Fabric removed the files it applied: its table is the only whole picture left.
+            if far is None:
+                raise HyggeError(
+                    "the landing zone no longer holds every file hygge published (Fabric removes the "
+                    "files it has applied) and the mirrored table is not readable under the item's Tables/",
+                    hint="verify where the item's Tables/ folder is readable with the landing zone's credential",
+                )
+            landed_table, far, replayed = far, None, False
+        else:
+            landed_table, replayed = store.scan(), True
         soft = soft_column(entity)
         if soft and soft in landed_table.column_names:  # soft-deleted rows are gone from the source
             landed_table = landed_table.filter(pc.is_null(landed_table.column(soft)))
         landed_rows = landed_table.num_rows
         columns = [_compare(fld.name, fld.type, source[fld.name], landed_table) for fld in target]
         del landed_table
-        far = _fabric_table(store) if fabric else None
         fabric_rows = far.num_rows if far is not None else None
         far_columns = [_compare(f.name, f.type, source[f.name], far) for f in target] if far is not None else []
         del far
@@ -174,7 +184,10 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
 
     ok = source_rows == landed_rows and all(c.equal for c in columns)
     message = _summary(source_rows, landed_rows, columns)
-    if fabric_rows is not None:
+    if not replayed:  # what landed is Fabric's table itself
+        message += " (Fabric's table: it removed the landing zone files it had applied)"
+        fabric_rows, far_columns = landed_rows, columns
+    elif fabric_rows is not None:
         ok = ok and source_rows == fabric_rows and all(c.equal for c in far_columns)
         message += "; Fabric's table: " + _summary(source_rows, fabric_rows, far_columns).removeprefix("verify: ")
     result = Verification(

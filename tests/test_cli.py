@@ -115,20 +115,49 @@ def test_init_writes_a_valid_project(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_demo_lands_then_moves_only_the_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo (at a small size) lands the shop to Delta and parquet, then the incremental round
-    moves only changed rows: every entity is PASS, and the second round is far smaller than the first."""
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    result = runner.invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--customers", "2000"])
-    assert result.exit_code == 0, result.output
-    first, second = result.output.split("incremental after changes")
-    assert "6 entities, 44,000 rows" in first.replace("\n", " ")
-    assert "6 PASS" in second
+def test_demo_lands_every_store_then_moves_only_the_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hygge demo` (small) from an empty folder, far from any project: writes its project into
+    ./.hygge_demo, lands the shop to Delta, parquet and Open Mirroring (the local replicator confirms
+    each mirrored run), lands only the changes, and verifies every store, Fabric's tables included."""
     import re
 
-    moved = int(re.search(r"6 entities, ([\d,]+) rows", second.replace("\n", " ")).group(1).replace(",", ""))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", "--customers", "2000"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    first, second = result.output.split("incremental after changes")
+    assert "8 entities, 54,000 rows" in first.replace("\n", " ")  # 22,000 twice, 10,000 mirrored
+    assert "8 PASS" in first and "8 PASS" in second
+    moved = int(re.search(r"8 entities, ([\d,]+) rows", second.replace("\n", " ")).group(1).replace(",", ""))
     assert 0 < moved < 10_000
-    assert (tmp_path / "demo" / "lake" / "delta" / "orders" / "_delta_log").is_dir()
+    for entity in ("customers", "orders"):
+        assert re.search(rf"fabric shop_mirror\.{entity}: Replicating in [\d.]+ s", second), second
+    assert "8 entities: 8 MATCH, 0 DIFFER, 0 ERROR" in second
+    status = second.split("hygge status", 1)[1].split("hygge journal show", 1)[0]
+    assert status.count("agree") == 2, status
+    assert "Next: cd " in second
+    rows = [line for line in result.output.splitlines() if re.search(r"T\d\d:\d\d|MATCH|agree", line)]
+    assert rows and all(len(line) <= 80 for line in rows), "a table wider than 80 columns"
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", first), "watermarks shown exactly"
+    root = tmp_path / ".hygge_demo"
+    assert (root / "hygge.yml").is_file() and (root / "lake" / "delta" / "orders" / "_delta_log").is_dir()
+    assert (root / "lake" / "Shop.MountedRelationalDatabase" / "Tables" / "dbo" / "orders" / "_delta_log").is_dir()
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    """The demo never writes into a folder holding something else: one line, exit 2, nothing changed."""
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    result = runner.invoke(app, ["demo", str(other), "--customers", "10"])
+    assert result.exit_code == 2 and "not empty" in result.output and "Traceback" not in result.output
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    (other / "notes.txt").unlink()
+    (other / "hygge.yml").write_text("name: mine\n")
+    result = runner.invoke(app, ["demo", str(other), "--customers", "10"])
+    assert result.exit_code == 2 and "another project" in result.output
+    assert (other / "hygge.yml").read_text() == "name: mine\n"
 
 
 def test_journal_show_lists_runs(tmp_path: Path) -> None:
@@ -140,6 +169,6 @@ def test_journal_show_lists_runs(tmp_path: Path) -> None:
         app, ["journal", "show", "-p", str(root), "--entity", "one.a", "--last", "1"], terminal_width=200
     )
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if "one.a" in line]
-    assert len(lines) == 1 and "success" in lines[0] and "2024-01-01T0" in lines[0]
-    assert "two.b" not in result.output
+    assert "one.a" in result.output and "two.b" not in result.output
+    runs = [line for line in result.output.split("one.a", 1)[1].splitlines() if "success" in line]
+    assert len(runs) == 1 and "2024-01-01T0" in runs[0]

@@ -1,15 +1,18 @@
 """The acceptance exercises Microsoft's mirroring guide sets for Open Mirroring writers (the "Mirroring
 Book", MarkPryceMaherMSFT/Mirroring-Book, Part 3, "Acceptance Exercises"), each run with a real
 PostgreSQL source against the local replicator (hygge/fabric/replicator.py, a test double for
-Fabric's service). Every test ends by comparing what Fabric's side holds (the replicated Delta table)
-with the source, after ingestion, not only after upload."""
+Fabric's service), with the mirrored database item on local disk and on Azurite. Every test ends by
+comparing what Fabric's side holds (the replicated Delta table) with the source, after ingestion, not
+only after upload."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,41 @@ from tests.crash_harness import REPO, run_killed
 from tests.helpers import pg_execute, pg_rows, run, write_project
 
 ITEM = "Erp.MountedRelationalDatabase"
-ZONE = f"{ITEM}/Files/LandingZone"
+DATA_FILE = re.compile(r"^\d{20}\.parquet$")
+
+
+@dataclass(frozen=True)
+class Item:
+    """Where the mirrored database item lives: the store settings that reach its LandingZone, and
+    the item itself (Files/LandingZone, Files/Monitoring, Tables/) as hygge's Storage."""
+
+    store: dict[str, Any]
+    item: Storage
+
+    @property
+    def table(self) -> Storage:
+        return self.item.child("Files", "LandingZone", "items")
+
+    def data_files(self) -> list[str]:
+        return sorted(o["path"] for o in self.table.list() if DATA_FILE.match(o["path"]))
+
+
+@pytest.fixture(params=["local", "azurite"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Item:
+    if request.param == "local":
+        return Item({"path": f"{ITEM}/Files/LandingZone"}, Storage.local(tmp_path / "project" / ITEM))
+    info, container = request.getfixturevalue("azure_container")
+    store = {
+        "path": f"az://{container}/{ITEM}/Files/LandingZone",
+        "account": info.account,
+        "endpoint": info.blob_endpoint,
+        "credential": {"type": "account_key", "account_key": info.key},
+    }
+    from hygge.config.models import OpenMirroringStoreConfig
+
+    settings = OpenMirroringStoreConfig.model_validate({"type": "open_mirroring", **store})
+    zone = Storage.at(settings.location, None, settings)
+    return Item(store, zone.parent().parent())
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +70,12 @@ def _short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYGGE_LEASE_SECONDS", "3")
 
 
-def project(tmp_path: Path, pg_db: str, **extra: Any) -> Path:
+def project(place: Item, tmp_path: Path, pg_db: str, **extra: Any) -> Path:
     flow: dict[str, Any] = {
         "home": {"type": "sql", "connection": "db", "batch_size": 100},
         "store": {
             "type": "open_mirroring",
-            "path": ZONE,
+            **place.store,
             "folder_deletion_wait_seconds": 0,
             "file_rows": 200,
         },
@@ -47,7 +84,8 @@ def project(tmp_path: Path, pg_db: str, **extra: Any) -> Path:
         "entities": ["items"],
     }
     flow.update(extra)
-    return write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
+    root = tmp_path / "project"
+    return write_project(root, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
 
 
 @pytest.fixture
@@ -64,24 +102,19 @@ def source(pg_db: str) -> list[dict]:
     return sorted(pg_rows(pg_db, "SELECT id, v, updated_at FROM items")[1], key=lambda r: r["id"])
 
 
-def fabric(root: Path) -> list[dict]:
+def fabric(place: Item) -> list[dict]:
     """The mirrored table, once the replicator applied everything published."""
-    item = Storage.local(root / ITEM)
-    LocalReplicator(item).step()
-    place = item.child("Tables", "dbo", "items")
-    rows = DeltaTable(place.uri).to_pyarrow_table().to_pylist()
+    LocalReplicator(place.item).step()
+    table = place.item.child("Tables", "dbo", "items")
+    rows = DeltaTable(table.uri, storage_options=table.options()).to_pyarrow_table().to_pylist()
     assert len({r["id"] for r in rows}) == len(rows), "a key twice in Fabric's table"
     return sorted(rows, key=lambda r: r["id"])
 
 
-def data_files(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / ZONE / "items").glob("0*.parquet"))
-
-
-def test_writes_during_the_initial_snapshot(tmp_path: Path, items: str) -> None:
+def test_writes_during_the_initial_snapshot(place: Item, tmp_path: Path, items: str) -> None:
     """Rows inserted and updated while the first load streams land by the next run: the snapshot's
     boundary is its watermark, and the next window starts there."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     env = dict(os.environ, HYGGE_FAULT="extract.batch:2:sleep", HYGGE_FAULT_SLEEP="2", PYTHONPATH=str(REPO))
     go = [
         sys.executable,
@@ -110,51 +143,51 @@ def test_writes_during_the_initial_snapshot(tmp_path: Path, items: str) -> None:
     config["deletes"] = {}
     flow.write_text(yaml.safe_dump(config))
     assert run(root, "f", "items").status == "success"
-    assert fabric(root) == source(items)
+    assert fabric(place) == source(items)
 
 
-def test_a_key_deleted_and_a_key_changed(tmp_path: Path, items: str) -> None:
+def test_a_key_deleted_and_a_key_changed(place: Item, tmp_path: Path, items: str) -> None:
     """The old identity is gone and the new one holds the right values (a key update is a delete of the
     old key and an insert of the new: found by comparing keys)."""
-    root = project(tmp_path, items, deletes={})
+    root = project(place, tmp_path, items, deletes={})
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "UPDATE items SET id = 5000, v = 'moved', updated_at = clock_timestamp() WHERE id = 3")
     pg_execute(items, "DELETE FROM items WHERE id = 4")
     assert run(root, "f", "items").status == "success"
-    mirrored = fabric(root)
+    mirrored = fabric(place)
     assert mirrored == source(items)
     assert {3, 4}.isdisjoint(r["id"] for r in mirrored) and mirrored[-1]["v"] == "moved"
 
 
-def test_several_changes_to_one_key_between_runs(tmp_path: Path, items: str) -> None:
+def test_several_changes_to_one_key_between_runs(place: Item, tmp_path: Path, items: str) -> None:
     """Updated three times, deleted and inserted again: the final state follows the source."""
-    root = project(tmp_path, items, deletes={})
+    root = project(place, tmp_path, items, deletes={})
     run(root, "f", "items", run_type="full_drop")
     for value in ("a", "b", "c"):
         pg_execute(items, f"UPDATE items SET v = '{value}', updated_at = clock_timestamp() WHERE id = 10")
     pg_execute(items, "DELETE FROM items WHERE id = 11", "INSERT INTO items (id, v) VALUES (11, 'again')")
     assert run(root, "f", "items").status == "success"
-    assert fabric(root) == source(items)
+    assert fabric(place) == source(items)
 
 
-def test_a_failed_temporary_upload_exposes_no_file(tmp_path: Path, items: str) -> None:
+def test_a_failed_temporary_upload_exposes_no_file(place: Item, tmp_path: Path, items: str) -> None:
     """Killed while a staged file is half written: no new data file is visible; the rerun lands all."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
-    before = data_files(root)
+    before = place.data_files()
     pg_execute(items, "UPDATE items SET v = 'x', updated_at = clock_timestamp() WHERE id <= 600")
     run_killed(root, "incremental", "files.row_group:3")
-    assert data_files(root) == before
+    assert place.data_files() == before
     assert run(root, "f", "items").status == "success"
-    assert fabric(root) == source(items)
+    assert fabric(place) == source(items)
 
 
 def test_a_lost_rename_response_publishes_the_batch_once(
-    tmp_path: Path, items: str, monkeypatch: pytest.MonkeyPatch
+    place: Item, tmp_path: Path, items: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rename of a staged file succeeds but its response is lost (the call raises): the retry finds
     the same assigned batch at its number and neither overwrites it nor publishes it again."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "UPDATE items SET v = 'y', updated_at = clock_timestamp() WHERE id <= 500")
     rename, lost = Storage.rename, []
@@ -169,66 +202,63 @@ def test_a_lost_rename_response_publishes_the_batch_once(
     with pytest.raises(HyggeError, match="connection reset"):
         run(root, "f", "items")
     monkeypatch.setattr(Storage, "rename", rename)
-    files = data_files(root)
+    files = place.data_files()
     assert run(root, "f", "items").status == "success"
-    after = data_files(root)
+    after = place.data_files()
     assert after[: len(files)] == files and [int(n[:20]) for n in after] == list(range(1, len(after) + 1))
-    item = Storage.local(root / ITEM)
-    replicator = LocalReplicator(item)
+    replicator = LocalReplicator(place.item)
     replicator.step()
     status = replicator.item.get("Files/Monitoring/tables.json")
     assert b'"processedRows": 1500' in status  # 1,000 loaded + 500 upserted, each once
-    assert fabric(root) == source(items)
+    assert fabric(place) == source(items)
 
 
 @pytest.mark.parametrize("point", ["om.file_published:1", "om.published", "runner.committed"])
-def test_a_crash_after_publishing_before_the_checkpoint(tmp_path: Path, items: str, point: str) -> None:
+def test_a_crash_after_publishing_before_the_checkpoint(place: Item, tmp_path: Path, items: str, point: str) -> None:
     """Recovery reconciles the assigned files before the watermark moves: nothing published twice,
     nothing skipped (a crash after the first file of a batch keeps it and publishes the rest)."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "UPDATE items SET v = 'z', updated_at = clock_timestamp() WHERE id <= 700")
     run_killed(root, "incremental", point)
-    published = data_files(root)
+    published = place.data_files()
     assert run(root, "f", "items").status == "success"
-    after = data_files(root)
+    after = place.data_files()
     assert after[: len(published)] == published
     assert [int(n[:20]) for n in after] == list(range(1, len(after) + 1))
-    assert fabric(root) == source(items)
+    assert fabric(place) == source(items)
 
 
-def test_a_published_path_with_other_content_stops_for_a_reconcile(tmp_path: Path, items: str) -> None:
+def test_a_published_path_with_other_content_stops_for_a_reconcile(place: Item, tmp_path: Path, items: str) -> None:
     """Verify before retry: the commit record holds each file's digest; a published path that now holds
     other bytes is never overwritten or reused, the run stops and says what to do."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "UPDATE items SET v = 'w', updated_at = clock_timestamp() WHERE id <= 300")
     run_killed(root, "incremental", "om.file_published:1")
-    victim = root / ZONE / "items" / data_files(root)[-1]
-    tampered = victim.read_bytes()[:-8] + b"12345678"
-    victim.write_bytes(tampered)
+    victim = place.data_files()[-1]
+    tampered = place.table.get(victim)[:-8] + b"12345678"
+    place.table.put(victim, tampered)
     with pytest.raises(StoreError, match="does not hold the content hygge published") as info:
         run(root, "f", "items")
     assert "--full-drop" in str(info.value)
-    assert victim.read_bytes() == tampered  # left as it is
+    assert place.table.get(victim) == tampered  # left as it is
 
 
-def test_lost_local_state_reloads_instead_of_jumping_ahead(tmp_path: Path, items: str) -> None:
+def test_lost_local_state_reloads_instead_of_jumping_ahead(place: Item, tmp_path: Path, items: str) -> None:
     """hygge's own folder (commit records, key log, journal) deleted: the next run does not jump to the
     latest position; it reads every row again and Fabric ends equal to the source."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "UPDATE items SET v = 'after', updated_at = clock_timestamp() WHERE id <= 50")
-    import shutil
-
-    shutil.rmtree(root / ZONE / "_hygge")
+    place.item.child("Files", "LandingZone").delete_folder("_hygge")
     result = run(root, "f", "items")
     assert result.status == "success" and result.rows == 1000
-    assert fabric(root) == source(items)
+    assert fabric(place) == source(items)
 
 
-def test_a_key_change_needs_a_planned_rebuild(tmp_path: Path, items: str) -> None:
-    root = project(tmp_path, items)
+def test_a_key_change_needs_a_planned_rebuild(place: Item, tmp_path: Path, items: str) -> None:
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "ALTER TABLE items ADD COLUMN w int DEFAULT 1")  # compatible: carries on
     pg_execute(items, "UPDATE items SET updated_at = clock_timestamp() WHERE id = 1")
@@ -241,13 +271,13 @@ def test_a_key_change_needs_a_planned_rebuild(tmp_path: Path, items: str) -> Non
         run(root, "f", "items")
     assert run(root, "f", "items", run_type="full_drop").status == "success"
     expected = sorted(pg_rows(items, "SELECT id, v, updated_at, w FROM items")[1], key=lambda r: r["id"])
-    assert fabric(root) == expected
+    assert fabric(place) == expected
 
 
-def test_two_publishers_at_once(tmp_path: Path, items: str) -> None:
+def test_two_publishers_at_once(place: Item, tmp_path: Path, items: str) -> None:
     """Two runs of the entity at once: one lands, the other is refused by the lease; the numbers stay
     continuous and in order."""
-    root = project(tmp_path, items)
+    root = project(place, tmp_path, items)
     run(root, "f", "items", run_type="full_drop")
     pg_execute(items, "UPDATE items SET v = 'two', updated_at = clock_timestamp() WHERE id <= 400")
     outcomes: list[str] = []
@@ -264,5 +294,5 @@ def test_two_publishers_at_once(tmp_path: Path, items: str) -> None:
     for thread in threads:
         thread.join()
     assert "success" in outcomes
-    assert [int(n[:20]) for n in data_files(root)] == list(range(1, len(data_files(root)) + 1))
-    assert fabric(root) == source(items)
+    assert [int(n[:20]) for n in place.data_files()] == list(range(1, len(place.data_files()) + 1))
+    assert fabric(place) == source(items)

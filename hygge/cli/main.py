@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,28 +152,21 @@ def init(directory: Path) -> None:
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where the demo lives")] = Path(".hygge_demo"),
+    directory: Annotated[
+        Path, typer.Argument(help="Folder for the demo project: new, empty, or an earlier demo")
+    ] = Path(".hygge_demo"),
     customers: Annotated[int, typer.Option(help="Customers; orders and lines scale with it")] = 100_000,
 ) -> None:
-    """Build a SQLite shop, land it to Delta and parquet, change it, and land only the changes."""
-    from hygge.cli.progress import LiveProgress, print_summary
-    from hygge.coordinator import run_entities
-    from hygge.demo import DEMO_DIR_VARIABLE, build_demo, change_demo
+    """Build a SQLite shop, land it to Delta, parquet and Open Mirroring, change it, land only the
+    changes, then verify every store and show Fabric's (local) status and the journal."""
+    from hygge.cli.demo import run_demo
 
-    project_dir = build_demo(directory, customers=customers, say=console.print)
-    loaded = load_project(project_dir)
-    ok = True
-    for title, run_type in (("first load", "full_drop"), ("incremental after changes", "incremental")):
-        if run_type == "incremental":
-            console.print(change_demo(project_dir))
-        console.rule(title)
-        with LiveProgress(console) as live:
-            summary = run_entities(loaded, loaded.select(), run_type=run_type, events=live.events())
-        print_summary(console, summary)
-        ok = ok and summary.ok
-    lake = Path(os.environ[DEMO_DIR_VARIABLE]) / "lake"
-    console.print(f"\nLanded under {lake} (delta/ and parquet/), each with its journal in .hygge_journal/")
-    raise typer.Exit(0 if ok else 1)
+    try:
+        code = run_demo(console, directory, customers)
+    except HyggeError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -188,47 +180,10 @@ def verify(
     ] = None,
 ) -> None:
     """Reconcile landed data with its source (rows and a checksum per column) and journal the result."""
-    from rich.table import Table
-
-    from hygge.journal import new_id
-    from hygge.runner import RunIds
-    from hygge.verify import verify_entity
+    from hygge.cli.verify import show
 
     loaded, chosen = _selection(project, flow, entity, what="verify")
-    coordinator_run_id = new_id()
-    flow_runs = {name: new_id() for name in {e.flow for e in chosen}}
-    table = Table(title="hygge verify")
-    for column in ("entity", "source rows", "landed rows", "status", "differing columns"):
-        table.add_column(column, justify="right" if column.endswith("rows") else "left")
-    errors: list[tuple[str, HyggeError]] = []
-    ok = True
-    matched = 0
-    for e in chosen:
-        ids = RunIds(loaded.config.name, coordinator_run_id, flow_runs[e.flow])
-        try:
-            result = verify_entity(loaded, e, ids)
-        except HyggeError as exc:
-            errors.append((f"{e.flow}.{e.name}", exc))
-            table.add_row(f"{e.flow}.{e.name}", "-", "-", "[red]ERROR", "")
-            ok = False
-            continue
-        ok = ok and result.ok
-        matched += result.ok
-        status = "[green]MATCH" if result.ok else "[red]DIFFER"
-        far = f" (Fabric's table: {result.fabric_rows:,} rows)" if result.fabric_rows is not None else ""
-        differing = [*result.differing, *(f"{c} in Fabric's table" for c in result.fabric_differing)]
-        table.add_row(
-            result.key, f"{result.source_rows:,}", f"{result.landed_rows:,}{far}", status, ", ".join(differing)
-        )
-    console.print(table)
-    for key, exc in errors:
-        console.print(f"[red]ERROR[/red] {key}: {exc}", highlight=False, soft_wrap=True)
-    console.print(
-        f"{len(chosen)} entities: [green]{matched} MATCH[/green], [red]{len(chosen) - matched - len(errors)} "
-        f"DIFFER[/red], [red]{len(errors)} ERROR[/red]",
-        highlight=False,
-    )
-    raise typer.Exit(0 if ok else 1)
+    raise typer.Exit(show(console, loaded, chosen))
 
 
 @app.command()
@@ -258,42 +213,13 @@ def journal_show(
     last: Annotated[int, typer.Option("--last", "-n", min=1, help="Newest N runs per entity")] = 10,
 ) -> None:
     """List entity runs: when, status, rows, watermark and message."""
-    from rich.table import Table
-
-    from hygge.coordinator import journals_of
+    from hygge.cli.journal import show
 
     try:
         loaded = load_project(project)
-        chosen = loaded.select(_split(flow), _split(entity))
-        wanted = {(e.flow, e.name) for e in chosen}
-        rows = [
-            entry
-            for journal in journals_of(loaded, chosen)
-            for entry in journal.entries()
-            if (entry.flow, entry.entity) in wanted
-        ]
+        show(console, loaded, loaded.select(_split(flow), _split(entity)), last)
     except HyggeError as exc:
         _fail(exc)
-        return
-    table = Table(title="hygge journal")
-    for column in ("entity", "finished (UTC)", "run type", "status", "rows", "watermark", "message"):
-        table.add_column(column, justify="right" if column == "rows" else "left", overflow="fold")
-    by_entity: dict[tuple[str, str], list] = {}
-    for entry in sorted(rows, key=lambda e: e.finish_time):
-        by_entity.setdefault((entry.flow, entry.entity), []).append(entry)
-    for (flow_name, entity_name), entries in sorted(by_entity.items()):
-        for entry in entries[-last:]:
-            colour = {"success": "green", "fail": "red"}.get(entry.status, "yellow")
-            table.add_row(
-                f"{flow_name}.{entity_name}",
-                entry.finish_time.strftime("%Y-%m-%d %H:%M:%S"),
-                entry.run_type,
-                f"[{colour}]{entry.status}",
-                f"{entry.row_count or 0:,}",
-                entry.watermark or "-",
-                (entry.message or "")[:120],
-            )
-    console.print(table)
 
 
 @journal_app.command("publish")

@@ -6,8 +6,8 @@ import threading
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from hygge.cli.tables import compact
 from hygge.config.models import ResolvedEntity
 from hygge.coordinator import Events, RunSummary
 from hygge.runner import EntityResult
@@ -65,25 +65,23 @@ class LiveProgress:
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:
-    table = Table(title="hygge run", show_lines=False)
     deletes = any(r.deleted for r in summary.results)  # the column only where a run deleted keys
-    confirmed = any(r.confirmation for r in summary.results)  # only where Fabric confirmed a run
-    columns = ["entity", "status", "rows", *(["deleted"] if deletes else []), "seconds"]
-    columns += ["fabric"] if confirmed else []
-    for column in [*columns, "watermark before → after"]:
-        table.add_column(column, justify="right" if column in ("rows", "deleted", "seconds") else "left")
+    columns = ["entity", "status", "rows", *(["deleted"] if deletes else []), "s", "watermark"]
+    table = compact("hygge run", columns, right=("rows", "deleted", "s"))
     for r in sorted(summary.results, key=lambda r: r.key):
         colour = {"success": "green", "fail": "red"}.get(r.status, "yellow")
-        mark = f"{_short(r.watermark_before)} → {_short(r.watermark_after)}" if r.status == "success" else ""
+        mark = (r.watermark_after or "-") if r.status == "success" else ""
         counts = [f"{r.rows:,}", *([f"{r.deleted:,}"] if deletes else [])]
-        fabric = [_confirmed(r)] if confirmed else []
-        table.add_row(r.key, f"[{colour}]{r.status.upper()}", *counts, f"{r.duration:.2f}", *fabric, mark)
+        table.add_row(r.key, f"[{colour}]{r.status.upper()}", *counts, f"{r.duration:.2f}", mark)
     console.print(table)
-    for r in summary.results:
+    for r in sorted(summary.results, key=lambda r: r.key):
         if r.status == "fail":
             console.print(f"[red]FAIL[/red] {r.key}: {r.message}", highlight=False, soft_wrap=True)
-        elif r.status == "success" and r.message:  # a reload on drift, the deletes it applied
+            continue
+        if r.status == "success" and r.message:  # a reload on drift, the deletes it applied
             console.print(f"note {r.key}: {r.message}", highlight=False, soft_wrap=True)
+        if r.confirmation is not None:
+            console.print(f"fabric {r.key}: {_confirmed(r)}", highlight=False, soft_wrap=True)
     flows = len({r.flow for r in summary.results})
     rate = summary.rows / summary.duration if summary.duration else 0.0
     console.print(
@@ -96,14 +94,7 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"[red]journal not published:[/red] {summary.publish_error}", highlight=False)
 
 
-def _short(value: str | None) -> str:
-    """Watermarks shown to the second; the journal keeps them exact."""
-    if value is None:
-        return "-"
-    return value[:19] if len(value) > 19 and value[10:11] == "T" else value
-
-
 def _confirmed(result: EntityResult) -> str:
-    """`Replicating in 3.1 s`: Fabric's status once it applied the run's rows."""
+    """`Replicating in 3.1 s`: Fabric's status once it applied the run's rows (seconds from publish)."""
     found = result.confirmation
     return f"{found.status} in {found.seconds:.1f} s" if found is not None else ""

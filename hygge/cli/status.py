@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
+from hygge.cli.tables import ago, compact
 from hygge.config.loader import Project
 from hygge.config.models import ResolvedEntity
 from hygge.errors import HyggeError
@@ -13,18 +13,8 @@ from hygge.mirror_status import report
 
 def show(console: Console, project: Project, chosen: list[ResolvedEntity]) -> int:
     """Print the table; 0 when every table is healthy and agrees with the journal, else 1."""
-    table = Table(title="hygge status (Fabric Open Mirroring)")
-    for column in (
-        "entity",
-        "table",
-        "status",
-        "last sync (UTC)",
-        "applied",
-        "published",
-        "files",
-        "journal vs Fabric",
-    ):
-        table.add_column(column, justify="right" if column in ("applied", "published", "files") else "left")
+    columns = ("entity", "status", "last sync", "applied", "files", "journal")
+    table = compact("hygge status (Fabric Open Mirroring)", columns, right=("applied", "files"))
     problems: list[str] = []
     shown, healthy = 0, True
     for entity in chosen:
@@ -39,14 +29,19 @@ def show(console: Console, project: Project, chosen: list[ResolvedEntity]) -> in
         shown += 1
         healthy = healthy and found.agreement == "agree" and found.status != "Failed"
         colour = "red" if found.status == "Failed" else "green" if found.agreement == "agree" else "yellow"
-        synced = found.last_sync.strftime("%Y-%m-%d %H:%M:%S") if found.last_sync else "-"
         applied = f"{found.processed:,}" if found.processed is not None else "-"
+        short = found.agreement if found.agreement in ("agree", "unknown") else "differ"
         table.add_row(
-            found.key, found.table, f"[{colour}]{found.status}", synced, applied, f"{found.published:,}",
-            str(found.files), found.agreement,
-        )  # fmt: skip
+            found.key, f"[{colour}]{found.status}", ago(found.last_sync), applied, str(found.files), short
+        )
+        if found.agreement not in ("agree", "unknown"):
+            problems.append(
+                f"[yellow]differ[/yellow] {key} ({found.table} in Fabric): {found.agreement} "
+                f"(hygge published {found.published:,} operations since the last rebuild, "
+                f"Fabric applied {applied})"
+            )
         if found.error:
-            problems.append(f"[red]{found.status}[/red] {key}: {found.error}")
+            problems.append(f"[red]{found.status}[/red] {key} ({found.table} in Fabric): {found.error}")
     if not shown and not problems:
         console.print("no Open Mirroring entities selected")
         return 1

@@ -83,6 +83,12 @@ class OpenMirroringStore(TableContract):
         names = [o["path"] for o in self.table.list() if "/" not in o["path"]]
         return sorted(n for n in names if _DATA_FILE.match(n))
 
+    def replayable(self) -> bool:
+        """Whether the folder still holds every file published to it (numbers 1..N, no gap): Fabric
+        removes the files it has applied but the last, after which only its own table shows the rows."""
+        numbers = [int(name[:20]) for name in self.data_files()]
+        return numbers == list(range(1, len(numbers) + 1))
+
     def _next_number(self) -> int:
         files = self.data_files()
         return int(files[-1][:20]) + 1 if files else 1
