@@ -15,11 +15,18 @@ successor. Limits: hosts' clocks must agree to well within an eighth of the life
 frozen for that long between reading its lease and writing it back could still overwrite a successor;
 lifetimes are minutes, such freezes are not. A run that finds its lease lost stops at the next batch
 boundary (a lease cannot fence writes already under way).
+
+A holder that is provably dead does not make anyone wait for its expiry: each lease names its
+process space (`space`: the kernel's boot id and the pid namespace, on Linux), and a taker in the
+same space whose `os.kill(pid, 0)` finds no such process takes the lease over at once, through the
+same marker. Anywhere else (another container or host, or no /proc) the lease simply expires; a
+reused pid only ever makes a taker wait.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -53,6 +60,19 @@ class Holder:
     taken_at: float
     expires_at: float
     run: str = ""  # the coordinator (or Prefect flow) run that started the holder, to find it
+    space: str = ""  # the process space its pid belongs to (`process_space`); "" where unknown
+
+    def dead(self) -> bool:
+        """Whether the holder's process is known to be gone: same process space, no such pid."""
+        if not self.space or self.space != process_space() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # exists, another user's
+            return False
+        return False
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -74,6 +94,17 @@ class Holder:
 
 
 UNREADABLE = Holder("an unreadable lease", "?", 0, 0.0, 0.0)
+
+
+@functools.cache
+def process_space() -> str:
+    """This kernel boot and pid namespace: processes that share it see each other's pids. Empty
+    where it cannot be told (no /proc), so no holder there is ever taken for dead."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            return f"{boot.read().strip()}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 def _clock(epoch: float) -> str:
@@ -120,7 +151,9 @@ class Lease:
 
     def _mine(self) -> Holder:
         now = time.time()
-        return Holder(self.owner, socket.gethostname(), os.getpid(), now, now + self.seconds, self.run)
+        return Holder(
+            self.owner, socket.gethostname(), os.getpid(), now, now + self.seconds, self.run, process_space()
+        )
 
     # --- taking ---------------------------------------------------------------------------------
     def take(self) -> Holder | None:
@@ -140,7 +173,7 @@ class Lease:
             except (NotFoundError, FileNotFoundError):
                 continue  # released meanwhile: try again
             other = Holder.from_bytes(raw)
-            if other is not None and other.expires_at > time.time():
+            if other is not None and other.expires_at > time.time() and not other.dead():
                 return other
             if not self._claim(raw):
                 return other or UNREADABLE  # another process is taking this one over

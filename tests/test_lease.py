@@ -268,28 +268,59 @@ def test_second_run_refuses_while_a_long_run_keeps_renewing(
     assert refused[0].row_count == 0 and refused[0].watermark is None
 
 
-def test_lease_of_a_killed_run_expires_and_the_next_run_takes_over(
+def test_lease_of_a_killed_run_is_taken_over_at_once_on_the_same_machine(
     tmp_path: Path, pg_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run SIGKILLed while holding its lease blocks the next run only until the lease expires; that
-    run then takes over, recovers, and lands every row once."""
+    """A run SIGKILLed while holding its lease: the next run in the same process space sees the pid
+    is gone and takes over at once, long before the lease would expire; it recovers and lands every
+    row once."""
     slow_source(pg_db, rows=150, row_ms=10)
     root = project(tmp_path, pg_db)
     place, path = lease_of(root)
-    victim = go(root, lease_seconds="1.5")
+    victim = go(root, lease_seconds="60")
     holder = wait_for_lease(place, path, victim)
     time.sleep(0.5)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=30)
     stale = Holder.from_bytes(place.get(path))
-    assert stale is not None and stale.owner == holder.owner and stale.expires_at > time.time()
-    monkeypatch.setenv("HYGGE_LEASE_WAIT_SECONDS", "30")
+    assert stale is not None and stale.owner == holder.owner and stale.space
+    monkeypatch.setenv("HYGGE_LEASE_SECONDS", "60")
+    monkeypatch.setenv("HYGGE_LEASE_WAIT_SECONDS", "0")  # no waiting: taken over or refused
     result = run(root, "f", "slow_items")
-    assert time.time() >= stale.expires_at
+    assert time.time() < stale.expires_at - 30
     assert result.status == "success" and result.rows == 150
     assert_landed_once(root, pg_db)
     assert [e.status for e in journal(root, "f", "slow_items")] == ["success"]
     assert not place.exists(path)
+
+
+def test_a_dead_holder_elsewhere_blocks_until_its_lease_expires(tmp_path: Path) -> None:
+    """A holder whose pid is gone but that names another process space (another container or host),
+    or none (an older hygge), is not taken for dead: its lease expires first."""
+    import subprocess
+    import sys
+    from dataclasses import asdict, replace
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    place = Storage.local(tmp_path)
+    holder = Lease(place, "x.lease", owner="dead", seconds=60)
+    assert holder.take() is None
+    holder._stop.set()
+    mine = Holder.from_bytes(place.get("x.lease"))
+    assert mine is not None
+    other = Lease(place, "x.lease", owner="next", seconds=60)
+    for space in ("another-boot:4026531836", ""):
+        place.put("x.lease", json.dumps(asdict(replace(mine, pid=gone.pid, space=space))).encode())
+        seen = other.take()
+        assert seen is not None and seen.owner == "dead", space
+    place.put("x.lease", json.dumps(asdict(replace(mine, pid=gone.pid))).encode())
+    assert other.take() is None  # same space, no such process: taken over before expiry
+    other.release()
+    expired = replace(mine, pid=gone.pid, space="x:1", expires_at=time.time() - 1)
+    place.put("x.lease", json.dumps(asdict(expired)).encode())  # a foreign holder's expired lease goes
+    assert other.take() is None
+    other.release()
 
 
 def test_lease_is_renewed_while_an_open_mirroring_full_drop_waits(
@@ -345,5 +376,5 @@ def test_lease_object_is_plain_json_in_the_journal_folder(tmp_path: Path) -> Non
     lease = EntityLease(place, "sales", "orders")
     lease.take("run-1", "coord-1")
     body = json.loads((tmp_path / "leases" / "sales" / "orders.lease").read_text())
-    assert set(body) == {"owner", "host", "pid", "taken_at", "expires_at", "run"}
+    assert set(body) == {"owner", "host", "pid", "taken_at", "expires_at", "run", "space"}
     lease.release()

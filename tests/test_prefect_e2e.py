@@ -105,6 +105,8 @@ def deployed(prefect_env, tmp_path_factory) -> Iterator[dict[str, str]]:
         "HYGGE_DEMO_DIR": str(demo),
         "HYGGE_WORK_POOL": "hygge-test",
         "HYGGE_PROJECT_DIR": str(REPO),
+        # The worker looks for scheduled runs every second (default 10 s): a run starts when it is due.
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
     build_demo(demo, customers=500, say=lambda _: None)
     _prefect(env, "work-pool", "create", "hygge-test", "--type", "process")
@@ -152,7 +154,9 @@ def test_deploy_all_and_run_through_a_process_worker(deployed) -> None:
     """A process worker runs the demo deployment to completion; the landing zone holds the shop and
     the run has its hygge-land table artifact and hygge-progress artifact."""
     ran = _prefect(
-        deployed, "deployment", "run", "land/shop-delta", "--watch", "--watch-timeout", "240", timeout=300
+        deployed, "deployment", "run", "land/shop-delta", "--watch",
+        "--watch-interval",
+        "1", "--watch-timeout", "240", timeout=300
     )
     assert "Completed" in ran.stdout + ran.stderr, ran.stdout
     from deltalake import DeltaTable
@@ -174,6 +178,8 @@ def test_fan_out_runs_each_entity_as_its_own_deployment_run(deployed) -> None:
         "--param",
         "fan_out=true",
         "--watch",
+        "--watch-interval",
+        "1",
         "--watch-timeout",
         "280",
         timeout=320,
@@ -239,7 +245,9 @@ def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert info.key not in applied.stdout + applied.stderr
     ran = _prefect(
-        env, "deployment", "run", "land/shop-azure", "--watch", "--watch-timeout", "240", timeout=300
+        env, "deployment", "run", "land/shop-azure", "--watch",
+        "--watch-interval",
+        "1", "--watch-timeout", "240", timeout=300
     )
     assert "Completed" in ran.stdout + ran.stderr, ran.stdout
 
@@ -257,6 +265,8 @@ def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg
         "--param",
         "fan_out=true",
         "--watch",
+        "--watch-interval",
+        "1",
         "--watch-timeout",
         "240",
         timeout=300,
