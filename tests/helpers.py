@@ -6,6 +6,7 @@ command would.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hygge.config.loader import Project
 from hygge.config.models import ResolvedEntity
 from hygge.journal import Entry, new_id
 from hygge.runner import EntityResult, RunIds, journal_for, land_entity
+from hygge.storage import Storage
 from hygge.stores import make_store
 
 STORE_TYPES = ["delta", "parquet"]
@@ -129,3 +131,43 @@ def pg_rows(url: str, sql: str) -> tuple[list[str], list[dict[str, Any]]]:
 def row_sort_key(row: dict[str, Any]) -> tuple:
     """Orders rows by every value (None first) so multisets of rows can be compared as lists."""
     return tuple((value is not None, repr(value) if value is not None else "") for value in row.values())
+
+
+MIRRORED_ITEM = "Erp.MountedRelationalDatabase"
+
+
+@dataclass(frozen=True)
+class MirrorItem:
+    """A mirrored database item for Open Mirroring tests, on local disk or Azurite: the store settings
+    that reach its Files/LandingZone, and the item (LandingZone, Monitoring, Tables/) as a Storage."""
+
+    store: dict[str, Any]
+    item: Storage
+
+    def table(self, name: str) -> Storage:
+        return self.item.child("Files", "LandingZone", name)
+
+    def mirrored(self, name: str, schema: str = "dbo") -> pa.Table:
+        """The Delta table the (local) replicator keeps under Tables/."""
+        from deltalake import DeltaTable
+
+        place = self.item.child("Tables", schema, name)
+        return DeltaTable(place.uri, storage_options=place.options()).to_pyarrow_table()
+
+
+def mirror_item(request: Any, root: Path) -> MirrorItem:
+    """The item for a test parametrized "local" (under the project `root`) or "azurite" (a fresh
+    container of the session's Azurite)."""
+    if request.param == "local":
+        return MirrorItem({"path": f"{MIRRORED_ITEM}/Files/LandingZone"}, Storage.local(root / MIRRORED_ITEM))
+    from hygge.config.models import OpenMirroringStoreConfig
+
+    info, container = request.getfixturevalue("azure_container")
+    store = {
+        "path": f"az://{container}/{MIRRORED_ITEM}/Files/LandingZone",
+        "account": info.account,
+        "endpoint": info.blob_endpoint,
+        "credential": {"type": "account_key", "account_key": info.key},
+    }
+    settings = OpenMirroringStoreConfig.model_validate({"type": "open_mirroring", **store})
+    return MirrorItem(store, Storage.at(settings.location, None, settings).parent().parent())

@@ -12,56 +12,36 @@ import re
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from deltalake import DeltaTable
 
 from hygge.errors import HyggeError, StoreError
 from hygge.fabric.replicator import LocalReplicator
 from hygge.storage import Storage
 from tests.crash_harness import REPO, run_killed
-from tests.helpers import pg_execute, pg_rows, run, write_project
+from tests.helpers import MirrorItem, mirror_item, pg_execute, pg_rows, run, write_project
 
-ITEM = "Erp.MountedRelationalDatabase"
 DATA_FILE = re.compile(r"^\d{20}\.parquet$")
 
 
-@dataclass(frozen=True)
-class Item:
-    """Where the mirrored database item lives: the store settings that reach its LandingZone, and
-    the item itself (Files/LandingZone, Files/Monitoring, Tables/) as hygge's Storage."""
-
-    store: dict[str, Any]
-    item: Storage
+class Item(MirrorItem):
+    """The item, with the exercises' one table `items`."""
 
     @property
-    def table(self) -> Storage:
-        return self.item.child("Files", "LandingZone", "items")
+    def items(self) -> Storage:
+        return self.table("items")
 
     def data_files(self) -> list[str]:
-        return sorted(o["path"] for o in self.table.list() if DATA_FILE.match(o["path"]))
+        return sorted(o["path"] for o in self.items.list() if DATA_FILE.match(o["path"]))
 
 
 @pytest.fixture(params=["local", "azurite"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Item:
-    if request.param == "local":
-        return Item({"path": f"{ITEM}/Files/LandingZone"}, Storage.local(tmp_path / "project" / ITEM))
-    info, container = request.getfixturevalue("azure_container")
-    store = {
-        "path": f"az://{container}/{ITEM}/Files/LandingZone",
-        "account": info.account,
-        "endpoint": info.blob_endpoint,
-        "credential": {"type": "account_key", "account_key": info.key},
-    }
-    from hygge.config.models import OpenMirroringStoreConfig
-
-    settings = OpenMirroringStoreConfig.model_validate({"type": "open_mirroring", **store})
-    zone = Storage.at(settings.location, None, settings)
-    return Item(store, zone.parent().parent())
+    found = mirror_item(request, tmp_path / "project")
+    return Item(found.store, found.item)
 
 
 @pytest.fixture(autouse=True)
@@ -105,8 +85,7 @@ def source(pg_db: str) -> list[dict]:
 def fabric(place: Item) -> list[dict]:
     """The mirrored table, once the replicator applied everything published."""
     LocalReplicator(place.item).step()
-    table = place.item.child("Tables", "dbo", "items")
-    rows = DeltaTable(table.uri, storage_options=table.options()).to_pyarrow_table().to_pylist()
+    rows = place.mirrored("items").to_pylist()
     assert len({r["id"] for r in rows}) == len(rows), "a key twice in Fabric's table"
     return sorted(rows, key=lambda r: r["id"])
 
@@ -237,12 +216,12 @@ def test_a_published_path_with_other_content_stops_for_a_reconcile(place: Item, 
     pg_execute(items, "UPDATE items SET v = 'w', updated_at = clock_timestamp() WHERE id <= 300")
     run_killed(root, "incremental", "om.file_published:1")
     victim = place.data_files()[-1]
-    tampered = place.table.get(victim)[:-8] + b"12345678"
-    place.table.put(victim, tampered)
+    tampered = place.items.get(victim)[:-8] + b"12345678"
+    place.items.put(victim, tampered)
     with pytest.raises(StoreError, match="does not hold the content hygge published") as info:
         run(root, "f", "items")
     assert "--full-drop" in str(info.value)
-    assert place.table.get(victim) == tampered  # left as it is
+    assert place.items.get(victim) == tampered  # left as it is
 
 
 def test_lost_local_state_reloads_instead_of_jumping_ahead(place: Item, tmp_path: Path, items: str) -> None:

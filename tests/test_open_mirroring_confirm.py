@@ -11,19 +11,27 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deltalake import DeltaTable
 
 from hygge.errors import ConfigError, StoreError
 from hygge.fabric.replicator import LocalReplicator
 from hygge.fabric.status import read_status
 from hygge.storage import Storage
-from tests.helpers import journal, pg_execute, pg_rows, run, write_project
+from tests.helpers import MirrorItem, journal, mirror_item, pg_execute, pg_rows, run, write_project
 
 T0 = dt.datetime(2026, 1, 1)
 ITEM = "Erp.MountedRelationalDatabase"
 
 
-def project(tmp_path: Path, pg_db: str, **store: object) -> Path:
+# Azurite in the slow run (`pytest -m slow`): the default run's time budget holds the local item.
+@pytest.fixture(params=["local", pytest.param("azurite", marks=pytest.mark.slow)])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> MirrorItem:
+    return mirror_item(request, tmp_path)
+
+
+LOCAL = MirrorItem({"path": f"{ITEM}/Files/LandingZone"}, Storage.local("."))  # layout checks only
+
+
+def project(place: MirrorItem, tmp_path: Path, pg_db: str, **store: object) -> Path:
     return write_project(
         tmp_path,
         connections={"db": {"type": "postgres", "url": pg_db}},
@@ -32,7 +40,7 @@ def project(tmp_path: Path, pg_db: str, **store: object) -> Path:
                 "home": {"type": "sql", "connection": "db"},
                 "store": {
                     "type": "open_mirroring",
-                    "path": f"{ITEM}/Files/LandingZone",
+                    **place.store,
                     "folder_deletion_wait_seconds": 0,
                     **store,
                 },
@@ -49,8 +57,8 @@ def source(pg_db: str) -> list[dict]:
 
 
 def mirrored(item: Storage) -> list[dict]:
-    place = item.child("Tables", "dbo", "orders")
-    return sorted(DeltaTable(place.uri).to_pyarrow_table().to_pylist(), key=lambda r: r["id"])
+    table = MirrorItem({}, item).mirrored("orders")
+    return sorted(table.to_pylist(), key=lambda r: r["id"])
 
 
 @pytest.fixture
@@ -71,11 +79,11 @@ def change(pg_db: str, at: dt.datetime) -> None:
     )
 
 
-def test_confirm_journals_what_fabric_applied(tmp_path: Path, orders: str) -> None:
+def test_confirm_journals_what_fabric_applied(place: MirrorItem, tmp_path: Path, orders: str) -> None:
     """A full load and an incremental, each confirmed: status, processed operations and seconds in the
     result and the journal; the mirrored table Fabric keeps equals the source."""
-    root = project(tmp_path, orders, confirm=30)
-    item = Storage.local(root / ITEM)
+    root = project(place, tmp_path, orders, confirm=30)
+    item = place.item
     with LocalReplicator(item).running(interval=0.02):
         first = run(root, "f", "orders", run_type="full_drop")
         change(orders, T0 + dt.timedelta(hours=1))
@@ -91,11 +99,11 @@ def test_confirm_journals_what_fabric_applied(tmp_path: Path, orders: str) -> No
     assert mirrored(item) == source(orders)
 
 
-def test_a_failed_table_fails_the_run_with_the_service_error(tmp_path: Path, orders: str) -> None:
+def test_a_failed_table_fails_the_run_with_the_service_error(place: MirrorItem, tmp_path: Path, orders: str) -> None:
     """The service marks the table Failed: the entity run fails naming the table, the service's code and
     message and what to try; the rows stay published and a rebuild brings the table back."""
-    root = project(tmp_path, orders, confirm=30)
-    item = Storage.local(root / ITEM)
+    root = project(place, tmp_path, orders, confirm=30)
+    item = place.item
     replicator = LocalReplicator(item)
     with replicator.running(interval=0.02):
         assert run(root, "f", "orders", run_type="full_drop").status == "success"
@@ -113,16 +121,16 @@ def test_a_failed_table_fails_the_run_with_the_service_error(tmp_path: Path, ord
     assert mirrored(item) == source(orders)
 
 
-def test_confirm_times_out_when_fabric_does_not_apply(tmp_path: Path, orders: str) -> None:
-    root = project(tmp_path, orders, confirm=0.5)
-    item = Storage.local(root / ITEM)
+def test_confirm_times_out_when_fabric_does_not_apply(place: MirrorItem, tmp_path: Path, orders: str) -> None:
+    root = project(place, tmp_path, orders, confirm=0.5)
+    item = place.item
     LocalReplicator(item).step()  # status files exist, but nothing runs after this
     with pytest.raises(StoreError, match=r"had not applied the 50 row\(s\)"):
         run(root, "f", "orders", run_type="full_drop")
 
 
 def test_confirm_needs_a_mirrored_database_layout(tmp_path: Path, orders: str) -> None:
-    root = project(tmp_path, orders, confirm=5)
+    root = project(LOCAL, tmp_path, orders, confirm=5)
     flow = root / "flows" / "f" / "flow.yml"
     flow.write_text(flow.read_text().replace(f"{ITEM}/Files/LandingZone", "zone"))
     with pytest.raises(ConfigError, match="Files/LandingZone") as info:
@@ -130,12 +138,12 @@ def test_confirm_needs_a_mirrored_database_layout(tmp_path: Path, orders: str) -
     assert "field 'confirm'" in str(info.value) and "flow.yml" in str(info.value)
 
 
-def test_a_rebuild_waits_for_the_table_to_leave_and_come_back(tmp_path: Path, orders: str) -> None:
+def test_a_rebuild_waits_for_the_table_to_leave_and_come_back(place: MirrorItem, tmp_path: Path, orders: str) -> None:
     """With status to read, a full_drop waits until the table is gone from the mirrored database (not a
     clock), and the next incremental waits until the rebuilt table is back; without the service
     running, the wait ends in a clear error and the next run resumes the rebuild."""
-    root = project(tmp_path, orders, rebuild_wait_seconds=1, folder_deletion_wait_seconds=3600)
-    item = Storage.local(root / ITEM)
+    root = project(place, tmp_path, orders, rebuild_wait_seconds=1, folder_deletion_wait_seconds=3600)
+    item = place.item
     replicator = LocalReplicator(item)
     with replicator.running(interval=0.02):
         assert run(root, "f", "orders", run_type="full_drop").status == "success"
@@ -152,12 +160,12 @@ def test_a_rebuild_waits_for_the_table_to_leave_and_come_back(tmp_path: Path, or
     assert mirrored(item) == source(orders)
 
 
-def test_schema_changes_are_classified_as_fabric_treats_them(tmp_path: Path, orders: str) -> None:
+def test_schema_changes_are_classified_as_fabric_treats_them(place: MirrorItem, tmp_path: Path, orders: str) -> None:
     """Added column: lands, noted in the journal, Fabric adds it. Dropped (nullable) column: continues,
     noted, NULL in Fabric. A drop and an add in one run: a rename, which fails or (schema_change:
     full_drop) rebuilds. Fabric's table matches what the page says after each step."""
-    root = project(tmp_path, orders)
-    item = Storage.local(root / ITEM)
+    root = project(place, tmp_path, orders)
+    item = place.item
     replicator = LocalReplicator(item)
     with replicator.running(interval=0.02):
         run(root, "f", "orders", run_type="full_drop")
@@ -218,7 +226,7 @@ def test_a_dropped_non_nullable_column_needs_a_rebuild_and_wide_keys_warn(tmp_pa
     )  # x: nullable
 
 
-def test_hygge_status_shows_fabric_beside_the_journal(tmp_path: Path, orders: str) -> None:
+def test_hygge_status_shows_fabric_beside_the_journal(place: MirrorItem, tmp_path: Path, orders: str) -> None:
     """`hygge status`: agree once Fabric applied everything (exit 0), behind while it has not, the
     service's error for a Failed table (exit 1); the connection's password never appears."""
     from typer.testing import CliRunner
@@ -227,8 +235,8 @@ def test_hygge_status_shows_fabric_beside_the_journal(tmp_path: Path, orders: st
 
     secret = "Planted-Pw-93731"
     planted = orders.replace("postgres@", f"postgres:{secret}@")  # the test server trusts local logins
-    root = project(tmp_path, planted)
-    item = Storage.local(root / ITEM)
+    root = project(place, tmp_path, planted)
+    item = place.item
     replicator = LocalReplicator(item)
     with replicator.running(interval=0.02):
         run(root, "f", "orders", run_type="full_drop")
@@ -252,24 +260,24 @@ def test_hygge_status_shows_fabric_beside_the_journal(tmp_path: Path, orders: st
     assert code == 1 and "Failed" in text and "SchemaMergeFailed: column v cannot be merged" in text
 
 
-def test_verify_reaches_the_table_fabric_keeps(tmp_path: Path, orders: str) -> None:
+def test_verify_reaches_the_table_fabric_keeps(place: MirrorItem, tmp_path: Path, orders: str) -> None:
     """`hygge verify` reconciles the source with the landing zone and with the Delta table Fabric
     replicated: a row Fabric lost is a difference even when the landing zone is right."""
     from hygge.verify import verify_entity
     from tests.helpers import entity_of, load
 
-    root = project(tmp_path, orders)
-    item = Storage.local(root / ITEM)
+    root = project(place, tmp_path, orders)
+    item = place.item
     with LocalReplicator(item).running(interval=0.02):
         run(root, "f", "orders", run_type="full_drop")
     loaded = load(root)
     good = verify_entity(loaded, entity_of(loaded, "f", "orders"))
     assert good.ok and good.fabric_rows == 50 and "Fabric's table: 50 rows match" in good.message
-    place = item.child("Tables", "dbo", "orders")
+    far = item.child("Tables", "dbo", "orders")
     from deltalake import write_deltalake
 
-    table = DeltaTable(place.uri).to_pyarrow_table()
-    write_deltalake(place.uri, table.slice(1), mode="overwrite")  # Fabric's copy lost a row
+    table = place.mirrored("orders")
+    write_deltalake(far.uri, table.slice(1), mode="overwrite", storage_options=far.options())  # lost a row
     bad = verify_entity(loaded, entity_of(loaded, "f", "orders"))
     assert not bad.ok and bad.landed_rows == 50 and bad.fabric_rows == 49
 
