@@ -61,18 +61,10 @@ def write_demo_project(directory: Path) -> Path:
             hint="give `hygge demo` a new or empty folder, e.g. `hygge demo hygge-demo`",
             file=str(root),
         )
-    templates = resources.files("hygge") / "templates" / "demo"
-    _copy(templates, root)
+    # An installed package is a folder on disk, so this is the templates' own path (no extraction).
+    with resources.as_file(resources.files("hygge") / "templates" / "demo") as templates:
+        shutil.copytree(templates, root, dirs_exist_ok=True)
     return root
-
-
-def _copy(source: resources.abc.Traversable, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for entry in source.iterdir():
-        if entry.is_dir():
-            _copy(entry, target / entry.name)
-        elif entry.is_file():
-            (target / entry.name).write_bytes(entry.read_bytes())
 
 
 def build_demo(directory: Path, *, customers: int = 100_000, say: Callable[[str], None] = print) -> Path:

@@ -70,8 +70,8 @@ class Holder:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return True
-        except OSError:  # exists, another user's
-            return False
+        except OSError:  # it exists, another user's
+            pass
         return False
 
     def to_bytes(self) -> bytes:

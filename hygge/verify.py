@@ -147,24 +147,23 @@ def verify_entity(project: Project, entity: ResolvedEntity, ids: RunIds | None =
             for name in target.names:
                 source[name].update(batch.column(name))
 
-        far = _fabric_table(store) if fabric else None
-        if fabric and not store.replayable():  # type: ignore[attr-defined]
-            # Fabric removed the files it applied: its table is the only whole picture left.
-            if far is None:
-                raise HyggeError(
-                    "the landing zone no longer holds every file hygge published (Fabric removes the "
-                    "files it has applied) and the mirrored table is not readable under the item's Tables/",
-                    hint="verify where the item's Tables/ folder is readable with the landing zone's credential",
-                )
-            landed_table, far, replayed = far, None, False
-        else:
-            landed_table, replayed = store.scan(), True
+        # Open Mirroring: Fabric removes the files it applied, and then its table is the only whole
+        # picture left; while the zone still holds every file, both are compared (one at a time).
+        replayed = not fabric or store.replayable()  # type: ignore[attr-defined]
+        landed_table = store.scan() if replayed else _fabric_table(store)
+        if landed_table is None:
+            raise HyggeError(
+                "the landing zone no longer holds every file hygge published (Fabric removes the "
+                "files it has applied) and the mirrored table is not readable under the item's Tables/",
+                hint="verify where the item's Tables/ folder is readable with the landing zone's credential",
+            )
         soft = soft_column(entity)
         if soft and soft in landed_table.column_names:  # soft-deleted rows are gone from the source
             landed_table = landed_table.filter(pc.is_null(landed_table.column(soft)))
         landed_rows = landed_table.num_rows
         columns = [_compare(fld.name, fld.type, source[fld.name], landed_table) for fld in target]
         del landed_table
+        far = _fabric_table(store) if fabric and replayed else None
         fabric_rows = far.num_rows if far is not None else None
         far_columns = [_compare(f.name, f.type, source[f.name], far) for f in target] if far is not None else []
         del far

@@ -169,5 +169,9 @@ def mirror_item(request: Any, root: Path) -> MirrorItem:
         "endpoint": info.blob_endpoint,
         "credential": {"type": "account_key", "account_key": info.key},
     }
+    from hygge.fabric.status import mirrored_item
+
     settings = OpenMirroringStoreConfig.model_validate({"type": "open_mirroring", **store})
-    return MirrorItem(store, Storage.at(settings.location, None, settings).parent().parent())
+    item = mirrored_item(Storage.at(settings.location, None, settings))
+    assert item is not None
+    return MirrorItem(store, item)

@@ -16,29 +16,13 @@ from deltalake import DeltaTable
 from hygge.fabric.replicator import LocalReplicator
 from hygge.fabric.status import mirrored_item, read_status
 from hygge.storage import Storage
+from tests.helpers import mirror_item
 
 
 @pytest.fixture(params=["local", "azurite"])
 def item(request, tmp_path: Path) -> Storage:
     """A mirrored database item: Files/LandingZone, Files/Monitoring, Tables."""
-    if request.param == "local":
-        return Storage.local(tmp_path / "Erp.MountedRelationalDatabase")
-    from hygge.config.models import OpenMirroringStoreConfig
-
-    info, container = request.getfixturevalue("azure_container")
-    settings = OpenMirroringStoreConfig.model_validate(
-        {
-            "type": "open_mirroring",
-            "path": f"az://{container}/Erp/Files/LandingZone",
-            "account": info.account,
-            "endpoint": info.blob_endpoint,
-            "credential": {"type": "account_key", "account_key": info.key},
-        }
-    )
-    zone = Storage.at(settings.location, None, settings)
-    found = mirrored_item(zone)
-    assert found is not None
-    return found
+    return mirror_item(request, tmp_path).item
 
 
 def put(item: Storage, path: str, table: pa.Table | dict) -> None:

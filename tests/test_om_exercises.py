@@ -8,7 +8,6 @@ only after upload."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -21,10 +20,9 @@ import yaml
 from hygge.errors import HyggeError, StoreError
 from hygge.fabric.replicator import LocalReplicator
 from hygge.storage import Storage
+from hygge.stores.replay import DATA_FILE
 from tests.crash_harness import REPO, run_killed
 from tests.helpers import MirrorItem, mirror_item, pg_execute, pg_rows, run, write_project
-
-DATA_FILE = re.compile(r"^\d{20}\.parquet$")
 
 
 class Item(MirrorItem):

@@ -56,9 +56,8 @@ def source(pg_db: str) -> list[dict]:
     return sorted(pg_rows(pg_db, "SELECT id, v, updated_at FROM orders")[1], key=lambda r: r["id"])
 
 
-def mirrored(item: Storage) -> list[dict]:
-    table = MirrorItem({}, item).mirrored("orders")
-    return sorted(table.to_pylist(), key=lambda r: r["id"])
+def mirrored(place: MirrorItem) -> list[dict]:
+    return sorted(place.mirrored("orders").to_pylist(), key=lambda r: r["id"])
 
 
 @pytest.fixture
@@ -96,7 +95,7 @@ def test_confirm_journals_what_fabric_applied(place: MirrorItem, tmp_path: Path,
     entries = [e for e in journal(root, "f", "orders") if e.status == "success"]
     assert [e.confirm_status for e in entries] == ["Replicating", "Replicating"]
     assert [e.confirm_rows for e in entries] == [50, 56]
-    assert mirrored(item) == source(orders)
+    assert mirrored(place) == source(orders)
 
 
 def test_a_failed_table_fails_the_run_with_the_service_error(place: MirrorItem, tmp_path: Path, orders: str) -> None:
@@ -118,7 +117,7 @@ def test_a_failed_table_fails_the_run_with_the_service_error(place: MirrorItem, 
     with replicator.running(interval=0.02):
         rebuilt = run(root, "f", "orders", run_type="full_drop")
     assert rebuilt.status == "success" and rebuilt.confirmation is not None
-    assert mirrored(item) == source(orders)
+    assert mirrored(place) == source(orders)
 
 
 def test_confirm_times_out_when_fabric_does_not_apply(place: MirrorItem, tmp_path: Path, orders: str) -> None:
@@ -157,7 +156,7 @@ def test_a_rebuild_waits_for_the_table_to_leave_and_come_back(place: MirrorItem,
         run(root, "f", "orders")  # the rebuild is finished and published; the table is not back yet
     with replicator.running(interval=0.02):
         assert run(root, "f", "orders").status == "success"
-    assert mirrored(item) == source(orders)
+    assert mirrored(place) == source(orders)
 
 
 def test_schema_changes_are_classified_as_fabric_treats_them(place: MirrorItem, tmp_path: Path, orders: str) -> None:
@@ -176,14 +175,14 @@ def test_schema_changes_are_classified_as_fabric_treats_them(place: MirrorItem, 
         added = run(root, "f", "orders")
     assert added.status == "success" and "column 'w' added" in added.message
     assert journal(root, "f", "orders")[-1].message == added.message
-    assert mirrored(item)[0] == {"id": 1, "v": "v1", "updated_at": T0 + dt.timedelta(hours=1), "w": 7}
+    assert mirrored(place)[0] == {"id": 1, "v": "v1", "updated_at": T0 + dt.timedelta(hours=1), "w": 7}
 
     pg_execute(orders, "ALTER TABLE orders DROP COLUMN v")
     pg_execute(orders, ("UPDATE orders SET updated_at = %s WHERE id = 2", (T0 + dt.timedelta(hours=2),)))
     with replicator.running(interval=0.02):
         dropped = run(root, "f", "orders")
     assert dropped.status == "success" and "column 'v' gone from the source" in dropped.message
-    assert mirrored(item)[1]["v"] is None and mirrored(item)[2]["v"] == "v3"  # new rows NULL, old kept
+    assert mirrored(place)[1]["v"] is None and mirrored(place)[2]["v"] == "v3"  # new rows NULL, old kept
 
     pg_execute(orders, "ALTER TABLE orders RENAME COLUMN w TO w2")
     pg_execute(orders, ("UPDATE orders SET updated_at = %s WHERE id = 3", (T0 + dt.timedelta(hours=3),)))
@@ -202,7 +201,7 @@ def test_schema_changes_are_classified_as_fabric_treats_them(place: MirrorItem, 
         rebuilt = run(root, "f", "orders")
     assert rebuilt.run_type == "full_drop" and "rebuilt" in rebuilt.message
     expected = sorted(pg_rows(orders, "SELECT id, updated_at, w2 FROM orders")[1], key=lambda r: r["id"])
-    assert mirrored(item) == expected
+    assert mirrored(place) == expected
 
 
 def test_a_dropped_non_nullable_column_needs_a_rebuild_and_wide_keys_warn(tmp_path: Path) -> None:

@@ -30,11 +30,12 @@ def show(console: Console, project: Project, chosen: list[ResolvedEntity]) -> in
         healthy = healthy and found.agreement == "agree" and found.status != "Failed"
         colour = "red" if found.status == "Failed" else "green" if found.agreement == "agree" else "yellow"
         applied = f"{found.processed:,}" if found.processed is not None else "-"
-        short = found.agreement if found.agreement in ("agree", "unknown") else "differ"
+        differs = found.agreement not in ("agree", "unknown")
         table.add_row(
-            found.key, f"[{colour}]{found.status}", ago(found.last_sync), applied, str(found.files), short
-        )
-        if found.agreement not in ("agree", "unknown"):
+            found.key, f"[{colour}]{found.status}", ago(found.last_sync), applied, str(found.files),
+            "differ" if differs else found.agreement,
+        )  # fmt: skip
+        if differs:
             problems.append(
                 f"[yellow]differ[/yellow] {key} ({found.table} in Fabric): {found.agreement} "
                 f"(hygge published {found.published:,} operations since the last rebuild, "
