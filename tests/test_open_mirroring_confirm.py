@@ -281,6 +281,47 @@ def test_verify_reaches_the_table_fabric_keeps(place: MirrorItem, tmp_path: Path
     assert not bad.ok and bad.landed_rows == 50 and bad.fabric_rows == 49
 
 
+def test_verify_falls_back_to_fabrics_table_once_fabric_removed_files(
+    place: MirrorItem, tmp_path: Path, orders: str
+) -> None:
+    """Fabric deletes the files it applied (all but the last), so the zone alone no longer replays to
+    the table: verify then reconciles Fabric's table instead, says so, still catches a row Fabric lost,
+    and fails with a message (never a MATCH on a partial replay) when that table cannot be read."""
+    from deltalake import write_deltalake
+
+    from hygge.errors import HyggeError
+    from hygge.verify import verify_entity
+    from tests.helpers import entity_of, load
+
+    root = project(place, tmp_path, orders)
+    item = place.item
+    with LocalReplicator(item).running(interval=0.02):
+        run(root, "f", "orders", run_type="full_drop")
+        change(orders, T0 + dt.timedelta(days=1))
+        run(root, "f", "orders")
+        run(root, "f", "orders")  # no change: nothing new published
+    names = [f["path"] for f in place.table("orders").list() if not f["path"].rsplit("/", 1)[-1].startswith("_")]
+    assert len(names) == 1  # file 1 applied and removed by Fabric, file 2 kept as the last
+    loaded = load(root)
+    entity = entity_of(loaded, "f", "orders")
+    good = verify_entity(loaded, entity)
+    assert good.ok and good.landed_rows == 51 and good.fabric_rows == 51
+    assert "Fabric's table" in good.message and "removed the landing zone files" in good.message
+
+    far = item.child("Tables", "dbo", "orders")
+    table = place.mirrored("orders")
+    write_deltalake(far.uri, table.slice(1), mode="overwrite", storage_options=far.options())
+    lost = verify_entity(loaded, entity)
+    assert not lost.ok and lost.landed_rows == 50
+
+    far.parent().delete_folder("orders")
+    with pytest.raises(HyggeError) as caught:
+        verify_entity(loaded, entity)
+    assert "not readable" in caught.value.message and "Tables/" in caught.value.message
+    verifies = [e for e in journal(root, "f", "orders") if e.run_type == "verify"]
+    assert [e.status for e in verifies] == ["success", "fail", "fail"]
+
+
 def test_the_prefect_artifact_row_carries_the_confirmation() -> None:
     from hygge.prefect.land import _public, _row
     from hygge.runner import EntityResult
