@@ -232,7 +232,8 @@ def store_commits(project: Project, entity: Any) -> list[dict[str, Any]]:
         history = table.history()
         return [{"entity_run_id": h["hygge.entity_run_id"]} for h in history if h.get("hygge.entity_run_id")]
     if kind == "ParquetStore":
-        assert store.location.list("_hygge_staging") == [], "staged files left after the rerun"
+        assert store.root.list(store.staging) == [], "staged files left after the rerun"
+        assert store.location.list("_hygge_staging") == [], "bookkeeping inside the table folder"
         return [record for _, record in store._commit_records()]
     # An applied commit's boundary rows stay staged until the next run's recovery: not data.
     leftovers = [o["path"] for o in store.work.list("staging") if not o["path"].endswith("/boundary.parquet")]

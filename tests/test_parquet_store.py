@@ -15,7 +15,7 @@ from hygge.config.models import ParquetStoreConfig
 from hygge.storage import Storage
 from hygge.stores import parquet as parquet_module
 from hygge.stores.base import WriteRequest
-from hygge.stores.parquet import COMMITS, STAGING, ParquetStore
+from hygge.stores.parquet import WORK, ParquetStore
 
 SCHEMA = pa.schema(
     [
@@ -51,7 +51,14 @@ def reader_of(table: pa.Table, batch: int = 7) -> pa.RecordBatchReader:
 
 
 def make_store(folder: Path, **config) -> ParquetStore:
-    return ParquetStore(Storage.local(folder), ParquetStoreConfig(type="parquet", path=str(folder), **config))
+    """The entity in `folder` (its store is the folder's parent; bookkeeping in `parent/_hygge/<name>`)."""
+    settings = ParquetStoreConfig(type="parquet", path=str(folder.parent), **config)
+    return ParquetStore(Storage.local(folder.parent), folder.name, settings)
+
+
+def work(folder: Path) -> Path:
+    """hygge's bookkeeping for the entity in `folder`: beside it, never inside."""
+    return folder.parent / WORK / folder.name
 
 
 def request(run: str, run_type: str = "full_drop", key: list[str] | None = None, version: int = 1):
@@ -78,7 +85,7 @@ def test_full_drop_replaces_and_never_doubles(tmp_path: Path) -> None:
         table = landed(store)
         assert table.num_rows == 50
         assert table.equals(rows(range(50), f"r{attempt}"))
-    assert files_under(tmp_path / STAGING) == []
+    assert files_under(work(tmp_path) / "staging") == []
 
 
 def test_full_drop_of_fewer_rows_removes_the_old_ones(tmp_path: Path) -> None:
@@ -198,13 +205,15 @@ def test_file_names_unique_with_a_frozen_clock(tmp_path: Path, monkeypatch: pyte
     assert len(store.data_files()) == 2
 
 
-def test_data_files_are_visible_parquet_names(tmp_path: Path) -> None:
-    """Landed files are plain top-level *.parquet; bookkeeping lives in `_`-prefixed folders."""
+def test_the_table_folder_holds_its_data_files_only(tmp_path: Path) -> None:
+    """Landed files are plain top-level *.parquet and nothing else is in the folder (any reader of the
+    folder sees the table); bookkeeping lives beside it and leaves no empty run folder behind."""
     store = make_store(tmp_path)
     store.write(reader_of(rows(range(3))), request("run00000"))
-    visible = [p.name for p in tmp_path.iterdir() if not p.name.startswith("_")]
-    assert len(visible) == 1 and visible[0].endswith(".parquet")
-    assert (tmp_path / COMMITS).is_dir()
+    store.write(reader_of(rows(range(3, 5))), request("run00001", "incremental", ["id"]))
+    assert all(p.is_file() and p.suffix == ".parquet" for p in tmp_path.iterdir())
+    assert (work(tmp_path) / "commits").is_dir()
+    assert list((work(tmp_path) / "staging").iterdir()) == []
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -241,7 +250,7 @@ def test_reader_failing_mid_stream_leaves_nothing_visible(tmp_path: Path, run_ty
     assert store.data_files() == files_before
     assert landed(store).equals(before)
     store.recover()
-    assert files_under(tmp_path / STAGING) == []
+    assert files_under(work(tmp_path) / "staging") == []
     assert landed(store).equals(before)
     # The entity still works afterwards.
     store.write(reader_of(rows(range(3), "next")), request("next0000"))
@@ -252,14 +261,62 @@ def test_recover_removes_staging_left_by_a_hard_crash(tmp_path: Path) -> None:
     """Staged files of a process that died before writing its commit record are discarded."""
     store = make_store(tmp_path)
     store.write(reader_of(rows(range(4))), request("load0000"))
-    orphan = tmp_path / STAGING / "deadrun0" / "part-x.parquet"
+    orphan = work(tmp_path) / "staging" / "deadrun0" / "part-x.parquet"
     orphan.parent.mkdir(parents=True)
     pq.write_table(rows(range(100, 110)), orphan)
     assert landed(store).num_rows == 4  # staging is never visible
     commit = store.recover()
-    assert files_under(tmp_path / STAGING) == []
+    assert files_under(work(tmp_path) / "staging") == []
     assert landed(store).num_rows == 4
     assert commit is not None and commit.entity_run_id == "load0000"
+
+
+def test_a_store_of_the_older_layout_is_moved_out_of_the_table_folder(tmp_path: Path) -> None:
+    """Stores written before the bookkeeping moved beside the table (`_hygge_commits/` and
+    `_hygge_staging/` inside it): the next recovery rolls a pending legacy commit forward, moves the
+    records, removes legacy staging, and leaves the table folder holding only its data files."""
+    import json
+
+    store = make_store(tmp_path)
+    pq.write_table(rows(range(4)), tmp_path / "part-old.parquet")
+    legacy = tmp_path / "_hygge_commits"
+    legacy.mkdir()
+    applied = {"entity_run_id": "old00000", "run_type": "full_drop", "rows": 4, "state": "applied",
+               "adds": [["_hygge_staging/old00000/part-old.parquet", "part-old.parquet"]], "removes": [],
+               "owner": "t/f/e", "position": None}
+    (legacy / "20260101T000000000000-old00000.json").write_text(json.dumps(applied))
+    staged = tmp_path / "_hygge_staging" / "new00000" / "part-new.parquet"
+    staged.parent.mkdir(parents=True)
+    pq.write_table(rows(range(4, 6)), staged)
+    pending = {**applied, "entity_run_id": "new00000", "run_type": "incremental", "rows": 2, "state": "pending",
+               "adds": [["_hygge_staging/new00000/part-new.parquet", "part-new.parquet"]]}
+    (legacy / "20260102T000000000000-new00000.json").write_text(json.dumps(pending))
+    orphan = tmp_path / "_hygge_staging" / "dead0000" / "part-x.parquet"
+    orphan.parent.mkdir(parents=True)
+    pq.write_table(rows(range(100, 101)), orphan)
+
+    commit = store.recover()
+    assert commit is not None and commit.entity_run_id == "new00000" and commit.owner == "t/f/e"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-new.parquet", "part-old.parquet"]
+    assert landed(store).equals(rows(range(6)))
+    records = sorted(p.name for p in (work(tmp_path) / "commits").iterdir())
+    assert records == ["20260101T000000000000-old00000.json", "20260102T000000000000-new00000.json"]
+    assert all(json.loads((work(tmp_path) / "commits" / r).read_text())["state"] == "applied" for r in records)
+
+
+def test_a_table_folder_deleted_by_hand_is_no_commit(tmp_path: Path) -> None:
+    """The records outlive the folder they describe: a folder emptied by hand recovers as no commit
+    (the drift check then refuses or reloads), one that lost some files as a foreign change."""
+    store = make_store(tmp_path, file_rows=2)
+    store.write(reader_of(rows(range(4)), 1), request("load0000"))
+    files = sorted(tmp_path.glob("*.parquet"))
+    assert len(files) == 2
+    files[0].unlink()
+    commit = store.recover()
+    assert commit is not None and commit.foreign and "gone" in commit.foreign
+    for file in files[1:]:
+        file.unlink()
+    assert store.recover() is None
 
 
 @pytest.mark.parametrize("run_type", ["full_drop", "incremental"])
@@ -291,7 +348,7 @@ def test_crash_after_commit_record_is_rolled_forward(
     else:
         expected = pa.concat_tables([rows(range(5), "old"), rows(range(5, 15), "new")])
         assert table.equals(expected)
-    assert files_under(tmp_path / STAGING) == []
+    assert files_under(work(tmp_path) / "staging") == []
     # A second recover() is a no-op.
     assert store.recover().entity_run_id == "crashed0"
     assert landed(store).equals(table)
@@ -319,7 +376,7 @@ def test_crash_half_way_through_applying_is_rolled_forward(
 
     store.recover()
     assert landed(store).equals(rows(range(100, 110), "new"))
-    assert files_under(tmp_path / STAGING) == []
+    assert files_under(work(tmp_path) / "staging") == []
 
 
 def test_recover_on_an_empty_folder(tmp_path: Path) -> None:
@@ -348,7 +405,7 @@ def test_old_commit_records_are_pruned(tmp_path: Path) -> None:
     for i in range(KEEP_COMMIT_RECORDS + 5):
         store.write(reader_of(rows([i])), request(f"run{i:04d}", "incremental"))
         last = store.recover()
-    assert len(store.location.list(COMMITS)) == KEEP_COMMIT_RECORDS
+    assert len(store.root.list(store.commits)) == KEEP_COMMIT_RECORDS
     assert last is not None and last.entity_run_id == f"run{KEEP_COMMIT_RECORDS + 4:04d}"
     assert landed(store).num_rows == KEEP_COMMIT_RECORDS + 5
 

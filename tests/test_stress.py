@@ -97,9 +97,9 @@ def landed_rows(store_type: str, folder: Path) -> int:
 
 def staged_leftovers(folder: Path) -> list[str]:
     """Files left in the parquet store's staging area (none after a successful run)."""
-    staging = folder / "_hygge_staging"
+    staging = folder.parent / "_hygge" / folder.name / "staging"
     return (
-        sorted(str(p.relative_to(folder)) for p in staging.rglob("*") if p.is_file())
+        sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
         if staging.exists()
         else []
     )

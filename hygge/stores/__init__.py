@@ -35,12 +35,13 @@ def make_store(entity: ResolvedEntity, project_root: Path | None = None) -> Stor
 
         keys = list(entity.watermark.primary_key) if entity.watermark else []
         return OpenMirroringStore(store_root(entity, project_root), entity.name, entity.store, keys)
-    location = store_root(entity, project_root).child(entity.name)
+    root = store_root(entity, project_root)
+    location = root.child(entity.name)
     kind = store_format(entity)
     if kind == "parquet":
         from hygge.stores.parquet import ParquetStore
 
-        return ParquetStore(location, entity.store)
+        return ParquetStore(root, entity.name, entity.store)
     if kind == "delta":
         from hygge.stores.delta import DeltaStore
 

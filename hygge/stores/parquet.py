@@ -1,10 +1,13 @@
 """Parquet store: a folder of parquet files per entity, changed only through staged commits.
 
-A write streams into `_hygge_staging/<run>/` (names starting with `_` are invisible to parquet
-readers), then writes a commit record under `_hygge_commits/` listing the files to add and remove,
-then applies it with renames and deletes. A crash after the record is written is rolled forward by
-the next run's `recover()`; a crash before it leaves only invisible staging files, removed then.
-File names carry the run id, so no run or retry ever overwrites another's file.
+The entity's folder holds its data files and nothing else, so any reader of the folder (polars,
+DuckDB globs, pyarrow) sees exactly the table. hygge's bookkeeping sits beside it, in the store's
+`_hygge/<entity>/`: a write streams into `staging/<run>/`, then writes a commit record in `commits/`
+listing the files to add and remove, then applies it with renames and deletes. A crash after the
+record is written is rolled forward by the next run's `recover()`; a crash before it leaves only
+staging files, removed then. File names carry the run id, so no run or retry ever overwrites
+another's file. Stores written before this layout (`_hygge_staging/`, `_hygge_commits/` inside the
+entity folder) are moved to it by their next run's recovery.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, liv
 from hygge.stores.files import layout_of, write_files
 from hygge.stores.rewrite import Rewrite, changed_files, gathering_keys
 
-STAGING = "_hygge_staging"
-COMMITS = "_hygge_commits"
+WORK = "_hygge"  # in the store's folder, beside the entities (as Open Mirroring's bookkeeping)
+LEGACY_STAGING = "_hygge_staging"  # inside the entity folder, before hygge kept it clean
+LEGACY_COMMITS = "_hygge_commits"
 KEEP_COMMIT_RECORDS = 10
 
 
@@ -38,9 +42,17 @@ def _stamp() -> str:
 
 
 class ParquetStore:
-    def __init__(self, location: Storage, config: FileLayoutSettings):
-        self.location = location
+    """The entity `name` of the store folder `root`: data in `root/name/`, bookkeeping in
+    `root/_hygge/name/`. Commit records name paths relative to `root`, so one rename moves a staged
+    file into the table."""
+
+    def __init__(self, root: Storage, name: str, config: FileLayoutSettings):
+        self.root = root
+        self.name = name
+        self.location = root.child(name)
         self.config = config
+        self.staging = f"{WORK}/{name}/staging"
+        self.commits = f"{WORK}/{name}/commits"
 
     @property
     def accepts_copies(self) -> bool:
@@ -111,23 +123,47 @@ class ParquetStore:
     # --- commits -------------------------------------------------------------------------------
     def _commit_records(self) -> list[tuple[str, dict[str, Any]]]:
         records = []
-        for obj in sorted(self.location.list(COMMITS), key=lambda o: o["path"]):
+        for obj in sorted(self.root.list(self.commits), key=lambda o: o["path"]):
             if obj["path"].endswith(".json"):
-                records.append((obj["path"], json.loads(self.location.get(obj["path"]))))
+                records.append((obj["path"], json.loads(self.root.get(obj["path"]))))
         return records
 
+    def _move_legacy_records(self) -> None:
+        """Commit records of the older layout (inside the entity folder, paths relative to it) become
+        records of this one, their paths made relative to the store folder; their staged files stay
+        where they are until applied. Put before delete: a crash between repeats the same move."""
+        for obj in sorted(self.location.list(LEGACY_COMMITS), key=lambda o: o["path"]):
+            if not obj["path"].endswith(".json"):
+                continue
+            record = json.loads(self.location.get(obj["path"]))
+            record["adds"] = [[f"{self.name}/{s}", f"{self.name}/{f}"] for s, f in record["adds"]]
+            record["removes"] = [f"{self.name}/{r}" for r in record["removes"]]
+            name = obj["path"].rsplit("/", 1)[1]
+            self.root.put(f"{self.commits}/{name}", json.dumps(record).encode())
+            self.location.delete(obj["path"])
+
     def recover(self) -> Commit | None:
+        self._move_legacy_records()
         records = self._commit_records()
         for path, record in records:
             if record["state"] != "applied":
                 fault("parquet.recover")
                 self._apply(path, record)
         # Every commit record is applied now, so what is left in staging was never committed.
-        for obj in self.location.list(STAGING):
-            self.location.delete(obj["path"])
+        # Whole folders, so that no empty run folder is left behind on local disk either.
+        self.root.delete_folder(self.staging)
+        for legacy in (LEGACY_STAGING, LEGACY_COMMITS):
+            if self.location.is_local or self.location.list(legacy):
+                self.location.delete_folder(legacy)
         if not records:
             return None
         last = records[-1][1]
+        # The records outlive the entity folder: a folder deleted or emptied by hand must not pass
+        # for the last commit (drift checks then refuse or reload instead of landing only new rows).
+        present = set(self.data_files())
+        missing = [f for _, f in last["adds"] if f.rsplit("/", 1)[1] not in present]
+        if missing and not present:
+            return None
         return Commit(
             last["entity_run_id"],
             last["run_type"],
@@ -135,31 +171,32 @@ class ParquetStore:
             records[-1][0],
             last.get("owner"),
             last.get("position"),
+            foreign=f"{len(missing)} file(s) its last commit added are gone" if missing else None,
         )
 
     def _prune_records(self) -> None:
         """Only the last record is needed (to match it against the journal); a few are kept for
         inspection. Pruned by a commit only, so a run that writes nothing changes nothing."""
-        paths = sorted(o["path"] for o in self.location.list(COMMITS) if o["path"].endswith(".json"))
+        paths = sorted(o["path"] for o in self.root.list(self.commits) if o["path"].endswith(".json"))
         for path in paths[:-KEEP_COMMIT_RECORDS]:
-            self.location.delete(path)
+            self.root.delete(path)
 
     def _apply(self, record_path: str, record: dict[str, Any]) -> None:
         for staged, final in record["adds"]:
             try:
-                self.location.rename(staged, final, overwrite=True)
+                self.root.rename(staged, final, overwrite=True)
                 fault("parquet.renamed")
             except (NotFoundError, FileNotFoundError):
-                if not self.location.exists(final):
+                if not self.root.exists(final):
                     raise StoreError(
                         f"commit {record_path} of {self.describe()} lost its staged file {staged}",
                         hint="run with --full-drop to rebuild this entity",
                     ) from None
         for gone in record["removes"]:
-            self.location.delete(gone)
+            self.root.delete(gone)
         fault("parquet.applied")
         record["state"] = "applied"
-        self.location.put(record_path, json.dumps(record).encode())
+        self.root.put(record_path, json.dumps(record).encode())
 
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
         run = request.entity_run_id
@@ -167,18 +204,19 @@ class ParquetStore:
         keys: list[pa.Table] = []
         # Keys are gathered only when landed files may hold them: a first load has nothing to replace,
         # and gathering a whole table's keys cost 600 MB for 10M rows (measured).
-        landed = self.data_files()  # listed once: the entity's lease keeps other writers out meanwhile
+        # Listed once (the entity's lease keeps other writers out meanwhile), relative to the store folder.
+        landed = [f"{self.name}/{f}" for f in self.data_files()]
         upsert = bool(request.primary_key) and request.run_type == "incremental" and bool(landed)
 
         written = write_files(
             gathering_keys(reader, request.primary_key, keys) if upsert else reader,
             reader.schema,
-            self.location,
-            lambda n: f"{STAGING}/{run}/part-{stamp}-{run}-{n:05d}.parquet",
+            self.root,
+            lambda n: f"{self.staging}/{run}/part-{stamp}-{run}-{n:05d}.parquet",
             layout_of(self.config),
             request.copies,
         )
-        staged = [(f.path, f.path.rsplit("/", 1)[1]) for f in written]
+        staged = [(f.path, self._final(f.path)) for f in written]
         rows = sum(f.rows for f in written)
 
         removes: list[str] = []
@@ -188,9 +226,9 @@ class ParquetStore:
             removes = landed
         elif keys or (deletes is not None and landed):
             replaced = pa.concat_tables(keys) if keys else None
-            prefix = f"{STAGING}/{run}/part-{stamp}-{run}"
+            prefix = f"{self.staging}/{run}/part-{stamp}-{run}"
             rewrite = self._changed_files(landed, replaced, request, prefix)
-            adds += [(f.path, f.path.rsplit("/", 1)[1]) for f in rewrite.written]
+            adds += [(f.path, self._final(f.path)) for f in rewrite.written]
             removes = rewrite.removed
         fault("parquet.staged")
         record = {
@@ -203,19 +241,24 @@ class ParquetStore:
             "owner": request.owner,
             "position": request.position,
         }
-        record_path = f"{COMMITS}/{stamp}-{run}.json"
-        self.location.put(record_path, json.dumps(record).encode(), create_only=True)
+        record_path = f"{self.commits}/{stamp}-{run}.json"
+        self.root.put(record_path, json.dumps(record).encode(), create_only=True)
         fault("parquet.record_written")
         self._apply(record_path, record)
+        self.root.delete_folder(f"{self.staging}/{run}")  # emptied by the renames (a folder on disk and ADLS)
         self._prune_records()
         return Commit(run, request.run_type, rows, record_path, request.owner, request.position)
+
+    def _final(self, staged: str) -> str:
+        """Where a staged file lands: the entity folder, under the same file name."""
+        return f"{self.name}/{staged.rsplit('/', 1)[1]}"
 
     def _changed_files(
         self, landed: list[str], replaced: pa.Table | None, request: WriteRequest, prefix: str
     ) -> Rewrite:
         """The landed files holding a replaced or deleted key, rewritten into staging (hygge.stores.rewrite)."""
         return changed_files(
-            self.location,
+            self.root,
             landed,
             replaced,
             request,
