@@ -326,6 +326,8 @@ def _recover(
     any) and the store's last commit. A commit another owner made is refused, never journaled."""
     commit = store.recover()
     check_owner(commit, owner, store)
+    if sweep := getattr(store, "remove_orphans", None):  # Delta: files of an interrupted write
+        sweep()
     if commit is None or journal.succeeded(commit.entity_run_id):
         return None, commit
     mark = entity.watermark

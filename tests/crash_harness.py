@@ -8,6 +8,7 @@ incremental round after a full load with updated and new source rows), and wheth
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -230,6 +231,14 @@ def store_commits(project: Project, entity: Any) -> list[dict[str, Any]]:
         if table is None:
             return []
         history = table.history()
+        named = set()  # every file any commit ever added (tests keep the whole log)
+        for obj in store.location.list("_delta_log"):
+            if obj["path"].endswith(".json"):
+                for line in store.location.get(obj["path"]).decode().splitlines():
+                    if '"add"' in line and (add := json.loads(line).get("add")):
+                        named.add(add["path"])
+        data = [o["path"] for o in store.location.list() if o["path"].endswith(".parquet") and "/" not in o["path"]]
+        assert [f for f in data if f not in named] == [], "data files no commit names (an interrupted write's)"
         return [{"entity_run_id": h["hygge.entity_run_id"]} for h in history if h.get("hygge.entity_run_id")]
     if kind == "ParquetStore":
         assert store.root.list(store.staging) == [], "staged files left after the rerun"

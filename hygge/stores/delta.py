@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -39,6 +40,10 @@ _MAINTENANCE = {
     "DROP CONSTRAINT",
 }
 OP = "__hygge_op"  # in a MERGE's source only: 0 upsert, 2 delete
+# The data files hygge writes: part-<UTC stamp>-<entity run id>-<n>.parquet (other writers name theirs
+# differently, so an orphan sweep never touches a file it did not write).
+HYGGE_FILE = re.compile(r"part-\d{8}T\d{12}-[0-9a-f]{32}-[0-9a-z-]+\.parquet")
+LOG_ENTRY = re.compile(r"_delta_log/\d{20}\.json")
 UPSERT, DELETE = 0, 2
 
 
@@ -85,6 +90,28 @@ class DeltaStore:
         landed = table.to_pyarrow_dataset().schema if table is not None else None
         check_columns_unchanged(landed, schema, run_type, self.describe())
         return run_type, None
+
+    def remove_orphans(self) -> list[str]:
+        """Delete the data files an interrupted hygge write left: named as hygge names them, not in the
+        table, and written after the newest log entry (no commit, past or future, can name them: a
+        file a commit removed was written before that commit). Called under the entity's lease, after
+        the ownership check, so no other writer of these files is running. Returns what it deleted."""
+        objects = self.location.list()
+        logged = [o["last_modified"] for o in objects if LOG_ENTRY.fullmatch(o["path"])]
+        newest = max(logged, default=None)
+        table = self._table()
+        actions = pa.table(table.get_add_actions(flatten=True)) if table is not None else None
+        live = set(actions.column("path").to_pylist()) if actions is not None else set()
+        orphans = [
+            o["path"]
+            for o in objects
+            if HYGGE_FILE.fullmatch(o["path"])
+            and o["path"] not in live
+            and (newest is None or o["last_modified"] > newest)
+        ]
+        for path in orphans:
+            self.location.delete(path)
+        return orphans
 
     def recover(self) -> Commit | None:
         table = self._table()
