@@ -199,6 +199,45 @@ def status(
     raise typer.Exit(show(console, loaded, chosen))
 
 
+@app.command()
+def maintain(
+    project: ProjectOpt = Path("."),
+    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
+    entity: Annotated[list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")] = None,
+    compact: Annotated[
+        bool, typer.Option("--compact/--no-compact", help="Rewrite small files into files of the store's file_mb")
+    ] = True,
+    vacuum_hours: Annotated[
+        float | None,
+        typer.Option("--vacuum-hours", help="Also delete files no version younger than this needs (Delta's default: 168)"),
+    ] = None,
+) -> None:
+    """Compact and vacuum the Delta tables of the chosen entities, each change its own commit."""
+    from hygge.maintenance import maintain_entity
+    from hygge.stores import store_format
+
+    loaded, chosen = _selection(project, flow, entity, what="maintain")
+    if not flow and not entity:  # the whole project: its Delta entities (named ones must be Delta)
+        chosen = [e for e in chosen if store_format(e) == "delta"]
+        if not chosen:
+            err.print("nothing to maintain: no entity lands in Delta")
+            raise typer.Exit(1)
+    failures = 0
+    for e in chosen:
+        try:
+            done = maintain_entity(loaded, e, compact=compact, vacuum_hours=vacuum_hours)
+        except HyggeError as exc:
+            err.print(f"[red]{exc.kind} error:[/red] {exc}", highlight=False, soft_wrap=True)
+            failures += 1
+            continue
+        console.print(
+            f"{done.key}: {done.files_before} -> {done.files_after} file(s); compacted {done.compacted}, "
+            f"vacuumed {done.vacuumed}",
+            highlight=False,
+        )
+    raise typer.Exit(1 if failures else 0)
+
+
 journal_app = typer.Typer(help="The journal: show runs, publish it to Fabric.", no_args_is_help=True)
 app.add_typer(journal_app, name="journal")
 

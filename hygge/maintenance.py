@@ -1,0 +1,91 @@
+"""Delta table maintenance: small files compacted and old ones vacuumed, each its own commit.
+
+deltalake does the work (`optimize.compact`, `vacuum`). hygge holds the entity's lease and checks the
+table's owner first, exactly as a landing run does, so maintenance never interleaves with a run of
+the entity; the drift checks take OPTIMIZE and VACUUM commits for maintenance, so the journal's last
+commit stays the one an incremental run continues from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hygge.drift import check_owner, owner_of
+from hygge.errors import ConfigError, HyggeError, StoreError
+from hygge.journal import new_id
+from hygge.lease import EntityLease
+from hygge.runner import journal_for
+from hygge.stores import make_store, store_format
+from hygge.stores.files import layout_of
+
+if TYPE_CHECKING:
+    from hygge.config.loader import Project
+    from hygge.config.models import ResolvedEntity
+
+# Delta's own default for `delta.deletedFileRetentionDuration`: readers of a version older than this
+# may lose files to a vacuum.
+DEFAULT_VACUUM_HOURS = 168
+
+
+@dataclass
+class Maintenance:
+    """What one entity's maintenance did."""
+
+    flow: str
+    entity: str
+    files_before: int = 0
+    files_after: int = 0
+    compacted: int = 0  # files compaction replaced
+    vacuumed: int = 0  # files vacuum deleted
+
+    @property
+    def key(self) -> str:
+        return f"{self.flow}.{self.entity}"
+
+
+def maintain_entity(
+    project: Project, entity: ResolvedEntity, *, compact: bool = True, vacuum_hours: float | None = None
+) -> Maintenance:
+    """Compact the entity's Delta table (files towards the store's `file_mb`) and, with `vacuum_hours`,
+    delete the files no version younger than that needs. Raises HyggeError naming the entity."""
+    where = {"file": entity.file, "flow": entity.flow, "entity": entity.name}
+    if store_format(entity) != "delta":
+        raise ConfigError(
+            f"the store is {store_format(entity)}: maintenance compacts and vacuums Delta tables",
+            hint="choose Delta entities with --flow/--entity",
+            field="store.type",
+            **where,
+        )
+    done = Maintenance(entity.flow, entity.name)
+    lease = EntityLease(journal_for(entity, project).location, entity.flow, entity.name)
+    try:
+        lease.take(new_id(), "maintain")
+        store: Any = make_store(entity, project.root)
+        check_owner(store.recover(), owner_of(project.config.name, entity), store)
+        store.remove_orphans()
+        table = store._table()
+        if table is None:
+            return done
+        done.files_before = len(table.file_uris())
+        if compact:
+            metrics = table.optimize.compact(target_size=layout_of(entity.store).file_bytes)
+            done.compacted = int(metrics.get("numFilesRemoved", 0))
+        if vacuum_hours is not None:
+            hours = int(vacuum_hours)
+            done.vacuumed = len(
+                table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+            )
+        table.update_incremental()
+        done.files_after = len(table.file_uris())
+    except HyggeError as exc:
+        raise exc.with_context(**where) from None
+    except Exception as exc:  # deltalake's own errors
+        raise StoreError(
+            f"maintaining {entity.flow}.{entity.name} failed: {type(exc).__name__}: {exc}",
+            hint="run it again; the table is unchanged unless a commit was made",
+            **where,
+        ) from None
+    finally:
+        lease.release()
+    return done

@@ -1,0 +1,80 @@
+"""Delta maintenance (`hygge maintain`): compaction and vacuum are commits of their own that readers,
+the drift checks and the next incremental run take in their stride; a real PostgreSQL source."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from deltalake import DeltaTable
+from typer.testing import CliRunner
+
+from hygge.cli.main import app
+from tests.helpers import pg_execute, pg_rows, run, write_project
+
+T0 = dt.datetime(2026, 1, 1)
+
+
+def project(tmp_path: Path, pg_db: str) -> Path:
+    return write_project(
+        tmp_path,
+        connections={"db": {"type": "postgres", "url": pg_db}},
+        flows={
+            "f": {
+                "home": {"type": "sql", "connection": "db"},
+                "store": {"type": "delta", "path": "lake"},
+                "run_type": "incremental",
+                "watermark": {"primary_key": ["id"], "watermark_column": "updated_at"},
+                "entities": ["orders"],
+            },
+            "p": {
+                "home": {"type": "sql", "connection": "db"},
+                "store": {"type": "parquet", "path": "plake"},
+                "run_type": "full_drop",
+                "entities": ["orders"],
+            },
+        },
+    )
+
+
+def maintain(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["maintain", "--project", str(root), *args])
+    return result.exit_code, result.output
+
+
+def test_compact_and_vacuum_keep_the_table_and_the_next_run_whole(tmp_path: Path, pg_db: str) -> None:
+    pg_execute(
+        pg_db,
+        "CREATE TABLE orders (id int PRIMARY KEY, v text, updated_at timestamp)",
+        ("INSERT INTO orders SELECT i, 'v' || i, %s FROM generate_series(1, 20) AS i", (T0,)),
+    )
+    root = project(tmp_path, pg_db)
+    assert run(root, "f", "orders", run_type="full_drop").status == "success"
+    for n in range(1, 6):  # five small keyed changes: a file each, and one rewritten each
+        at = T0 + dt.timedelta(days=n)
+        pg_execute(pg_db, (f"UPDATE orders SET v = 'r{n}', updated_at = %s WHERE id = {n}", (at,)),
+                   (f"INSERT INTO orders VALUES ({100 + n}, 'new', %s)", (at,)))
+        assert run(root, "f", "orders").status == "success"
+    table = tmp_path / "lake" / "orders"
+    before = len(DeltaTable(str(table)).file_uris())
+    assert before > 2
+
+    code, out = maintain(root, "--vacuum-hours", "0")
+    assert code == 0, out
+    assert f"f.orders: {before} -> 1 file(s)" in out and "p.orders" not in out  # Delta entities only
+    live = DeltaTable(str(table))
+    assert len(live.file_uris()) == 1
+    on_disk = [p for p in table.glob("*.parquet")]
+    assert len(on_disk) == 1  # the vacuum removed every file no version needs now
+    expected = sorted(pg_rows(pg_db, "SELECT id, v FROM orders")[1], key=lambda r: r["id"])
+    assert sorted(live.to_pyarrow_table(columns=["id", "v"]).to_pylist(), key=lambda r: r["id"]) == expected
+
+    # The next incremental continues from the journal: maintenance commits are no drift.
+    pg_execute(pg_db, ("UPDATE orders SET v = 'after', updated_at = %s WHERE id = 7", (T0 + dt.timedelta(days=9),)))
+    result = run(root, "f", "orders")
+    assert result.status == "success" and result.rows == 1
+    code, out = CliRunner().invoke(app, ["verify", "--project", str(root), "-f", "f"]).exit_code, ""
+    assert code == 0
+
+    code, out = maintain(root, "-e", "p.orders")
+    assert code == 1 and "maintenance compacts and vacuums Delta tables" in out and "Traceback" not in out
