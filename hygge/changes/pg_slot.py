@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hygge.changes import pgoutput
 from hygge.changes.pg_hints import check_wal_level, identity_problem, privilege_hint, slot_hint
@@ -20,21 +19,14 @@ from hygge.config.models import ConnectionConfig
 from hygge.errors import SourceError
 from hygge.homes.sql import connection as conns
 from hygge.homes.sql.dialects import DIALECTS
+from hygge.homes.sql.driver_errors import psycopg_transient
 from hygge.redact import redact
 
 # Key text comes out of the decoder in the session's formats: ISO dates and UTC offsets read back the
 # same under any DateStyle; floats with every digit.
 _SESSION = ("DateStyle = 'ISO'", "IntervalStyle = 'postgres'", "TimeZone = 'UTC'", "extra_float_digits = 3")
-_CONNECTORX_ONLY = {"cxprotocol"}  # connectorx URL options libpq would reject
 quote = DIALECTS["postgres"].quote
-
-
-def conninfo(conn: ConnectionConfig) -> str:
-    """The libpq URL of a postgres connection: the connectorx URL without connectorx's own options."""
-    url = conns.connectorx_url(conn)
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _CONNECTORX_ONLY]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+conninfo = conns.libpq_url
 
 
 @dataclass(frozen=True)
@@ -111,12 +103,7 @@ class Session:
         """A driver error as a SourceError: redacted, its first line, transient when a retry can help."""
         text = redact(str(exc).strip(), self._secrets)
         first = text.splitlines()[0] if text else type(exc).__name__
-        # Retrying helps when the connection broke (no SQLSTATE, class 08), the server was shutting
-        # down or restarting (57), a transaction lost a conflict (40) or the slot was busy (55006).
-        state = getattr(exc, "sqlstate", None) or ""
-        broken = isinstance(exc, self._psycopg.OperationalError) and not state
-        signed_out = "authentication failed" in text.lower()
-        transient = not signed_out and (broken or state[:2] in ("08", "57", "40") or state == "55006")
+        transient = psycopg_transient(exc, text)
         if hint is None:
             hint = (
                 "the server could not be reached or closed the connection; hygge retries"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from hygge.config.models import ConnectionConfig
 
 _SCHEMES = {"postgres": "postgresql", "mssql": "mssql", "mysql": "mysql"}
+_CONNECTORX_ONLY = {"cxprotocol"}  # connectorx URL options libpq would reject
 
 
 def connectorx_url(conn: ConnectionConfig, project_root: Path | None = None) -> str:
@@ -29,6 +30,13 @@ def connectorx_url(conn: ConnectionConfig, project_root: Path | None = None) -> 
             params["trust_server_certificate"] = "true"
         url += "?" + urlencode(params)
     return url
+
+
+def libpq_url(conn: ConnectionConfig) -> str:
+    """The libpq URL of a postgres connection (psycopg): the connectorx URL without connectorx's options."""
+    parts = urlsplit(connectorx_url(conn))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _CONNECTORX_ONLY]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def secrets_of(conn: ConnectionConfig) -> list[str]:

@@ -69,3 +69,15 @@ def driver_error(
         transient=transient,
         **where,
     )
+
+
+def psycopg_transient(exc: BaseException, text: str) -> bool:
+    """Whether a psycopg error may heal on retry: the connection broke (an OperationalError with no
+    SQLSTATE, or class 08), the server was shutting down or restarting (57), a transaction lost a
+    conflict (40) or a replication slot was busy (55006); never a refused login."""
+    import psycopg
+
+    state = getattr(exc, "sqlstate", None) or ""
+    broken = isinstance(exc, psycopg.OperationalError) and not state
+    signed_out = "authentication failed" in text.lower()
+    return not signed_out and (broken or state[:2] in ("08", "57", "40") or state == "55006")

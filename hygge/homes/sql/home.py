@@ -313,8 +313,9 @@ class SqlHome:
             raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
 
     def _query_columns(self) -> list[Mapped]:
-        """A query has no catalog entry: SQL Server describes its result (typed like a table, the same
-        for both engines); elsewhere the driver's result types are taken. `columns:` refines both."""
+        """A query has no catalog entry: SQL Server and PostgreSQL describe its result (typed like a
+        table, with the same lossless casts); elsewhere the driver's result types are taken.
+        `columns:` refines all of them."""
         assert self.query is not None
         described = self.dialect.query_catalog_query(self.query)
         if described is not None:
@@ -336,6 +337,14 @@ class SqlHome:
                 )
                 for r in rows
             ]
+        if self.conn.type == "postgres":
+            from hygge.homes.sql.pg_describe import describe_query
+
+            try:
+                described_columns = describe_query(conns.libpq_url(self.conn), self.query, conns.secrets_of(self.conn))
+            except SourceError as exc:
+                raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
+            return [self._map(c) for c in described_columns]
         sql = f"SELECT * FROM ({self.query}) AS {self.dialect.quote('hygge_q')} WHERE 1 = 0"
         schema = self._run(lambda: self.engine.result_schema(sql))
         return [Mapped(fld.name, pin_driver_type(fld.type)) for fld in schema]

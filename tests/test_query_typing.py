@@ -1,0 +1,78 @@
+"""`query:` entities on PostgreSQL are typed by the server, as tables are: numeric precision and scale,
+jsonb text as the server writes it, so a query over a table lands exactly what the table does; a query
+the server refuses is one message naming the entity (a real PostgreSQL server)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from hygge.errors import SourceError
+from tests.helpers import landed, pg_execute, run, write_project
+
+BIG = Decimal("12345678901234567890.123456789012345678")  # numeric(38,18): 20 + 18 digits
+WHOLE = Decimal("12345678901234567890123456789012345678")  # numeric(38,0): 38 digits
+DOC = '{"a": 1, "b": [1.10, 2e3], "c": "ü"}'
+
+
+@pytest.fixture
+def wide(pg_db: str) -> str:
+    pg_execute(
+        pg_db,
+        "CREATE TABLE wide (id int PRIMARY KEY, big numeric(38,18), whole numeric(38,0), doc jsonb, "
+        "plain json, note text NOT NULL)",
+        (
+            "INSERT INTO wide VALUES (1, %s, %s, %s, %s, 'x'), (2, %s, %s, NULL, NULL, 'y')",
+            (BIG, WHOLE, DOC, DOC, -BIG, -WHOLE),
+        ),
+    )
+    return pg_db
+
+
+def project(tmp_path: Path, pg_db: str, entities: list) -> Path:
+    return write_project(
+        tmp_path,
+        connections={"db": {"type": "postgres", "url": pg_db}},
+        flows={
+            "f": {
+                "home": {"type": "sql", "connection": "db"},
+                "store": {"type": "parquet", "path": "lake"},
+                "run_type": "full_drop",
+                "entities": entities,
+            }
+        },
+    )
+
+
+def test_a_query_lands_what_its_table_lands(tmp_path: Path, wide: str) -> None:
+    root = project(
+        tmp_path,
+        wide,
+        [
+            "wide",
+            {"name": "q", "query": "SELECT * FROM wide WHERE id > 0"},
+            {"name": "calc", "query": "SELECT id, big * 2 AS doubled, doc -> 'b' AS b FROM wide"},
+        ],
+    )
+    for name in ("wide", "q", "calc"):
+        result = run(root, "f", name)
+        assert result.status == "success", result.error
+    table, query = landed(root, "f", "wide").sort_by("id"), landed(root, "f", "q").sort_by("id")
+    assert query.schema == table.schema and query.equals(table)
+    first = query.to_pylist()[0]
+    assert first["big"] == BIG and first["whole"] == WHOLE
+    assert first["doc"] == '{"a": 1, "b": [1.10, 2e3], "c": "ü"}'.replace("2e3", "2000")  # jsonb's own text
+    assert first["plain"] == DOC  # json keeps the text as written
+    calc = landed(root, "f", "calc").sort_by("id").to_pylist()
+    assert calc[0]["doubled"] == Decimal("24691357802469135780.246913578024691356") and calc[0]["b"] == "[1.10, 2000]"
+
+
+def test_a_query_the_server_refuses_names_the_entity(tmp_path: Path, wide: str) -> None:
+    root = project(tmp_path, wide, [{"name": "q", "query": "SELECT nope FROM wide"}])
+    with pytest.raises(SourceError) as caught:
+        run(root, "f", "q")
+    text = str(caught.value)
+    assert "cannot describe the query's result" in text and 'column "nope" does not exist' in text
+    assert caught.value.details.context.entity == "q" and caught.value.details.context.field == "query"
