@@ -17,6 +17,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"hygge {version('hygge')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Show hygge's version and exit"),
+    ] = False,
+) -> None:
+    """Land SQL tables and files in Delta, parquet and Fabric landing zones."""
 console = Console()
 err = Console(stderr=True)
 
@@ -64,21 +82,28 @@ def go(
     entity: Annotated[
         list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
     ] = None,
-    incremental: Annotated[bool, typer.Option("--incremental", help="Force incremental runs")] = False,
-    full_drop: Annotated[bool, typer.Option("--full-drop", help="Force full_drop runs")] = False,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1)] = None,
+    incremental: Annotated[bool, typer.Option("--incremental", metavar="", help="Force incremental runs")] = False,
+    full_drop: Annotated[bool, typer.Option("--full-drop", metavar="", help="Force full_drop runs")] = False,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Entities landed at once (default: hygge.yml's concurrency)"
+        ),
+    ] = None,
     var: Annotated[
         list[str] | None, typer.Option("--var", help="flow.<flow>.<key>=value; repeatable")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list what would run")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Validate and list what would run")] = False,
     reconcile: Annotated[
         bool,
-        typer.Option("--reconcile", help="Compare key sets now (entities with `deletes:`), whatever `every` says"),
+        typer.Option("--reconcile", metavar="", help="Compare key sets now (entities with `deletes:`), whatever `every` says"),
     ] = False,
     allow_mass_delete: Annotated[
         bool,
         typer.Option(
-            "--allow-mass-delete", help="Let this run delete more than `deletes.max_share` of the landed keys"
+            "--allow-mass-delete",
+            metavar="",
+            help="Let this run delete more than `deletes.max_share` of the landed keys",
         ),
     ] = False,
 ) -> None:
@@ -205,7 +230,7 @@ def maintain(
     flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
     entity: Annotated[list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")] = None,
     compact: Annotated[
-        bool, typer.Option("--compact/--no-compact", help="Rewrite small files into files of the store's file_mb")
+        bool, typer.Option("--compact/--no-compact", metavar="", help="Rewrite small files into files of the store's file_mb")
     ] = True,
     vacuum_hours: Annotated[
         float | None,
@@ -265,7 +290,7 @@ def journal_show(
 def journal_publish(
     project: ProjectOpt = Path("."),
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Rewrite the Fabric tables from the snapshot")
+        bool, typer.Option("--rebuild", metavar="", help="Rewrite the Fabric tables from the snapshot")
     ] = False,
 ) -> None:
     """Publish mirrored journals to Fabric now (what is pending; everything with --rebuild)."""
@@ -298,7 +323,7 @@ app.add_typer(blocks_app, name="blocks")
 @blocks_app.command("apply")
 def blocks_apply(
     file: Annotated[Path, typer.Argument(help="Blocks file, e.g. blocks/dev.yml")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Show what would change; write nothing")] = False,
 ) -> None:
     """Create or update the file's block documents in the current Prefect API (idempotent)."""
     from hygge.blocks.apply import apply_blocks
