@@ -67,9 +67,10 @@ def journals_of(project: Project, entities: Sequence[ResolvedEntity]) -> list[Jo
     return list(unique.values())
 
 
-def publish_journal(project: Project, entities: Sequence[ResolvedEntity]) -> int:
+def publish_journal(project: Project, entities: Sequence[ResolvedEntity]) -> int | None:
     """Fold every entity run into the journals' snapshots, then publish mirrored journals to Fabric
-    (once each). Returns the journal rows published; raises PublishError if a publish failed."""
+    (once each). Returns the journal rows published, None when no journal is mirrored; raises
+    PublishError if a publish failed."""
     for journal in journals_of(project, entities):
         journal.compact()
     published = 0
@@ -80,7 +81,7 @@ def publish_journal(project: Project, entities: Sequence[ResolvedEntity]) -> int
             mirrors.setdefault(mirror.journal.location.uri, mirror)
     for mirror in mirrors.values():
         published += mirror.publish()
-    return published
+    return published if mirrors else None
 
 
 def run_entities(

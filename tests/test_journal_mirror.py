@@ -99,6 +99,25 @@ def test_one_publish_per_successful_run_and_the_schema_table(tmp_path, pg_db, az
         assert rows[(f"f.{name}", "note")] == "string"
 
 
+def test_publish_says_none_where_no_journal_is_mirrored(tmp_path, pg_db, azure_container) -> None:
+    """A mirrored journal reports the rows it published (0 when nothing is pending); a project without
+    one reports None, so a Delta- or parquet-only run never speaks of Fabric."""
+    from hygge.coordinator import publish_journal
+    from tests.helpers import pg_execute, sql_flow, write_project
+
+    info, container = azure_container
+    root = project(tmp_path / "mirrored", pg_db, info, container)
+    assert run_entities(load(root), load(root).select()).ok
+    assert publish_journal(load(root), load(root).select()) == 0
+    pg_execute(pg_db, "CREATE TABLE plain_t (id int PRIMARY KEY, updated_at timestamp)")
+    plain = write_project(
+        tmp_path / "plain",
+        connections={"db": {"type": "postgres", "url": pg_db}},
+        flows={"f": sql_flow("parquet", ["plain_t"], primary_key=["id"])},
+    )
+    assert publish_journal(load(plain), load(plain).select()) is None
+
+
 def test_failed_entity_keeps_it_pending_and_the_next_run_publishes_both(
     tmp_path, pg_db, azure_container
 ) -> None:

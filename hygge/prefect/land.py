@@ -158,7 +158,10 @@ def publish_journal(project: str, keys: list[str], variables: dict[str, Any] | N
     """Compact the journals of the landed entities and publish mirrored ones to Fabric, once."""
     loaded = _load(project, variables)
     published = compact_journals(loaded, loaded.select(entities=keys))
-    get_run_logger().info("journal published (%d row(s) to Fabric)", published)
+    if published is None:  # no journal is mirrored: Fabric has nothing to do with this run
+        get_run_logger().info("journal compacted")
+        return 0
+    get_run_logger().info("journal compacted; %d row(s) published to Fabric", published)
     return published
 
 
