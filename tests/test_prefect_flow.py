@@ -87,6 +87,21 @@ def test_land_runs_a_task_per_entity_publishes_and_reports(harness, tmp_path, mo
     assert sorted(r["entity"] for r in rows) == ["f.t0", "f.t1", "f.t2"]
     assert all(r["status"] == "success" and r["rows"] == 100 for r in rows)
     assert all("→" in r["watermark"] for r in rows)
+    with get_client(sync_client=True) as client:  # named for what it did, not two random words
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == "p: all flows · as configured", run.name
+
+
+def test_run_names_say_what_a_run_lands() -> None:
+    from hygge.prefect.names import run_name
+
+    assert run_name({"project": "/nowhere/shop", "flows": ["a", "b"], "run_type": "full_drop"}) == (
+        "shop: a, b · full_drop"
+    )
+    assert run_name({"project": "/nowhere/shop", "entities": ["a.t"], "fan_out": True}) == (
+        "shop: a.t · as configured · fan-out"
+    )
+    assert run_name({"project": "/x/p", "entities": [f"f.t{i}" for i in range(40)]}) == "p: 40 selections · as configured"
 
 
 def test_transient_failure_is_retried(harness, tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from hygge.config import Project, ResolvedEntity, load_project
 from hygge.coordinator import publish_journal as compact_journals
 from hygge.errors import HyggeError
 from hygge.journal import new_id
+from hygge.prefect.names import land_run_name
 from hygge.runner import EntityResult, RunIds, land_entity
 from hygge.settings import settings
 from hygge.slots import holding
@@ -216,7 +217,7 @@ def land_flow(
     return results
 
 
-@flow(name="land")
+@flow(name="land", flow_run_name=land_run_name)
 def land(
     project: str | None = None,
     flows: list[str] | None = None,
