@@ -210,9 +210,9 @@ def _verify(env: dict[str, str]) -> subprocess.CompletedProcess:
     return done
 
 
-def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg_db, azure_container) -> None:
-    """`hygge blocks apply blocks/dev.yml` (PostgreSQL + Azurite), then `land/shop-azure` runs through
-    the worker: the landing zone verifies against the source, the journal and the artifact exist."""
+def _azure_blocks(deployed: dict[str, str], pg_db: str, azure_container) -> dict[str, str]:
+    """A 500-row source table, and `hygge blocks apply blocks/dev.yml` pointing its blocks at this
+    PostgreSQL and a fresh Azurite container; returns the environment `land/shop-azure` runs with."""
     from urllib.parse import urlparse
 
     from tests.helpers import pg_execute
@@ -244,32 +244,37 @@ def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg
     )
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert info.key not in applied.stdout + applied.stderr
+    return env
+
+
+def _run_azure(env: dict[str, str], *params: str) -> None:
     ran = _prefect(
-        env, "deployment", "run", "land/shop-azure", "--watch",
-        "--watch-interval",
-        "1", "--watch-timeout", "240", timeout=300
+        env, "deployment", "run", "land/shop-azure", *params,
+        "--watch", "--watch-interval", "1", "--watch-timeout", "240", timeout=300,
     )
     assert "Completed" in ran.stdout + ran.stderr, ran.stdout
 
+
+def test_blocks_apply_then_postgres_to_azurite_through_a_deployment(deployed, pg_db, azure_container) -> None:
+    """`hygge blocks apply blocks/dev.yml` (PostgreSQL + Azurite), then `land/shop-azure` runs through
+    the worker: the landing zone verifies against the source, the journal and the artifact exist."""
+    env = _azure_blocks(deployed, pg_db, azure_container)
+    _run_azure(env)
     verified = _verify(env)
     assert "500" in verified.stdout and "MATCH" in verified.stdout, verified.stdout
     assert "hygge-land" in _artifact_keys(deployed)
 
-    # The same deployment fanned out: the entity runs as a deployment run of its own.
+
+# Fan-out itself is in the default run (test_fan_out_...); fanned out onto Azure it is slow only.
+@pytest.mark.slow
+def test_the_azure_deployment_fanned_out(deployed, pg_db, azure_container) -> None:
+    """The same deployment with fan_out: the entity lands as a deployment run of its own, into Azurite,
+    and then an incremental change fanned out too; both verify against the source."""
+    from tests.helpers import pg_execute
+
+    env = _azure_blocks(deployed, pg_db, azure_container)
+    _run_azure(env, "--param", "fan_out=true")
+    assert "MATCH" in _verify(env).stdout
     pg_execute(pg_db, "UPDATE items SET note = 'changed', updated_at = now() WHERE id <= 10")
-    ran = _prefect(
-        env,
-        "deployment",
-        "run",
-        "land/shop-azure",
-        "--param",
-        "fan_out=true",
-        "--watch",
-        "--watch-interval",
-        "1",
-        "--watch-timeout",
-        "240",
-        timeout=300,
-    )
-    assert "Completed" in ran.stdout + ran.stderr, ran.stdout
+    _run_azure(env, "--param", "fan_out=true")
     assert "MATCH" in _verify(env).stdout
