@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +41,11 @@ def _stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
 
 
+def _data_files(paths: Iterable[str]) -> list[str]:
+    """The table's files among an entity folder's paths: top-level *.parquet not starting with `_`."""
+    return sorted(p for p in paths if p.endswith(".parquet") and "/" not in p and not p.startswith("_"))
+
+
 class ParquetStore:
     """The entity `name` of the store folder `root`: data in `root/name/`, bookkeeping in
     `root/_hygge/name/`. Commit records name paths relative to `root`, so one rename moves a staged
@@ -64,11 +69,7 @@ class ParquetStore:
 
     # --- reading what landed -------------------------------------------------------------------
     def data_files(self) -> list[str]:
-        return sorted(
-            o["path"]
-            for o in self.location.list()
-            if o["path"].endswith(".parquet") and "/" not in o["path"] and not o["path"].startswith("_")
-        )
+        return _data_files(o["path"] for o in self.location.list())
 
     def _dataset(self) -> ds.Dataset | None:
         files = self.data_files()
@@ -128,39 +129,41 @@ class ParquetStore:
                 records.append((obj["path"], json.loads(self.root.get(obj["path"]))))
         return records
 
-    def _move_legacy_records(self) -> None:
+    def _move_legacy_records(self, paths: list[str]) -> None:
         """Commit records of the older layout (inside the entity folder, paths relative to it) become
         records of this one, their paths made relative to the store folder; their staged files stay
         where they are until applied. Put before delete: a crash between repeats the same move."""
-        for obj in sorted(self.location.list(LEGACY_COMMITS), key=lambda o: o["path"]):
-            if not obj["path"].endswith(".json"):
-                continue
-            record = json.loads(self.location.get(obj["path"]))
+        for path in sorted(paths):
+            record = json.loads(self.location.get(path))
             record["adds"] = [[f"{self.name}/{s}", f"{self.name}/{f}"] for s, f in record["adds"]]
             record["removes"] = [f"{self.name}/{r}" for r in record["removes"]]
-            name = obj["path"].rsplit("/", 1)[1]
-            self.root.put(f"{self.commits}/{name}", json.dumps(record).encode())
-            self.location.delete(obj["path"])
+            self.root.put(f"{self.commits}/{path.rsplit('/', 1)[1]}", json.dumps(record).encode())
+            self.location.delete(path)
 
     def recover(self) -> Commit | None:
-        self._move_legacy_records()
+        # One listing of the entity folder: its data files and any bookkeeping of the older layout.
+        listed = [o["path"] for o in self.location.list()]
+        self._move_legacy_records([p for p in listed if p.startswith(f"{LEGACY_COMMITS}/") and p.endswith(".json")])
         records = self._commit_records()
+        applied = False
         for path, record in records:
             if record["state"] != "applied":
                 fault("parquet.recover")
                 self._apply(path, record)
+                applied = True
         # Every commit record is applied now, so what is left in staging was never committed.
-        # Whole folders, so that no empty run folder is left behind on local disk either.
+        # Whole folders, so that no empty run folder is left behind on local disk either (older
+        # versions left empty ones there, which a listing does not show).
         self.root.delete_folder(self.staging)
         for legacy in (LEGACY_STAGING, LEGACY_COMMITS):
-            if self.location.is_local or self.location.list(legacy):
+            if self.location.is_local or any(p.startswith(f"{legacy}/") for p in listed):
                 self.location.delete_folder(legacy)
         if not records:
             return None
         last = records[-1][1]
         # The records outlive the entity folder: a folder deleted or emptied by hand must not pass
         # for the last commit (drift checks then refuse or reload instead of landing only new rows).
-        present = set(self.data_files())
+        present = set(self.data_files() if applied else _data_files(listed))
         missing = [f for _, f in last["adds"] if f.rsplit("/", 1)[1] not in present]
         if missing and not present:
             return None
