@@ -23,11 +23,6 @@ if TYPE_CHECKING:
     from hygge.config.loader import Project
     from hygge.config.models import ResolvedEntity
 
-# Delta's own default for `delta.deletedFileRetentionDuration`: readers of a version older than this
-# may lose files to a vacuum.
-DEFAULT_VACUUM_HOURS = 168
-
-
 @dataclass
 class Maintenance:
     """What one entity's maintenance did."""
@@ -45,7 +40,7 @@ class Maintenance:
 
 
 def maintain_entity(
-    project: Project, entity: ResolvedEntity, *, compact: bool = True, vacuum_hours: float | None = None
+    project: Project, entity: ResolvedEntity, *, compact: bool = True, vacuum_hours: int | None = None
 ) -> Maintenance:
     """Compact the entity's Delta table (files towards the store's `file_mb`) and, with `vacuum_hours`,
     delete the files no version younger than that needs. Raises HyggeError naming the entity."""
@@ -71,10 +66,9 @@ def maintain_entity(
         if compact:
             metrics = table.optimize.compact(target_size=layout_of(entity.store).file_bytes)
             done.compacted = int(metrics.get("numFilesRemoved", 0))
-        if vacuum_hours is not None:
-            hours = int(vacuum_hours)
+        if vacuum_hours is not None:  # whole hours, as deltalake takes them
             done.vacuumed = len(
-                table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+                table.vacuum(retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False)
             )
         table.update_incremental()
         done.files_after = len(table.file_uris())

@@ -12,10 +12,11 @@ import pytest
 from hygge.changes import pg_logical
 from hygge.changes.pg_hints import check_wal_level
 from hygge.changes.pg_logical import LogicalFeed, NetKeys, default_name, drop_feed
-from hygge.changes.pg_slot import Snapshot, conninfo
+from hygge.changes.pg_slot import Snapshot
 from hygge.changes.pgoutput import lsn_text, lsn_value
 from hygge.config.models import ConnectionConfig
 from hygge.errors import SourceError
+from hygge.homes.sql.connection import libpq_url
 from tests.pg_feed import db, items, make_feed, next_window, one, read, sql
 
 __all__ = ["db", "items"]  # fixtures
@@ -124,7 +125,7 @@ def test_conninfo_and_errors_keep_the_password_out() -> None:
     conn = ConnectionConfig(
         type="postgres", url="postgresql://u:s3cr%2Fet@h:5/d?cxprotocol=binary&sslmode=require"
     )
-    assert conninfo(conn) == "postgresql://u:s3cr%2Fet@h:5/d?sslmode=require"
+    assert libpq_url(conn) == "postgresql://u:s3cr%2Fet@h:5/d?sslmode=require"
     unreachable = "postgresql://u:Wr0ng-Secret@127.0.0.1:1/d?connect_timeout=2"
     with pytest.raises(SourceError) as caught:
         make_feed(unreachable, "t", ["id"]).open(None)

@@ -26,7 +26,6 @@ from hygge.redact import redact
 # same under any DateStyle; floats with every digit.
 _SESSION = ("DateStyle = 'ISO'", "IntervalStyle = 'postgres'", "TimeZone = 'UTC'", "extra_float_digits = 3")
 quote = DIALECTS["postgres"].quote
-conninfo = conns.libpq_url
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class Session:
 
         self._psycopg = psycopg
         try:
-            self.db = psycopg.connect(conninfo(conn), autocommit=True, application_name="hygge")
+            self.db = psycopg.connect(conns.libpq_url(conn), autocommit=True, application_name="hygge")
             for setting in _SESSION:
                 self.db.execute(f"SET {setting}")
         except psycopg.Error as exc:

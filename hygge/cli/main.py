@@ -35,6 +35,8 @@ def _main(
     ] = False,
 ) -> None:
     """Land SQL tables and files in Delta, parquet and Fabric landing zones."""
+
+
 console = Console()
 err = Console(stderr=True)
 
@@ -70,8 +72,13 @@ def _selection(
     return loaded, chosen
 
 
-def _fail(exc: HyggeError) -> None:
+def _say(exc: HyggeError) -> None:
+    """hygge's one-line message for an error, on stderr."""
     err.print(f"[red]{exc.kind} error:[/red] {exc}", highlight=False, soft_wrap=True)
+
+
+def _fail(exc: HyggeError) -> None:
+    _say(exc)
     raise typer.Exit(2)
 
 
@@ -233,8 +240,10 @@ def maintain(
         bool, typer.Option("--compact/--no-compact", metavar="", help="Rewrite small files into files of the store's file_mb")
     ] = True,
     vacuum_hours: Annotated[
-        float | None,
-        typer.Option("--vacuum-hours", help="Also delete files no version younger than this needs (Delta's default: 168)"),
+        int | None,
+        typer.Option(
+            "--vacuum-hours", min=0, help="Also delete files no version younger than this needs (Delta's default: 168)"
+        ),
     ] = None,
 ) -> None:
     """Compact and vacuum the Delta tables of the chosen entities, each change its own commit."""
@@ -252,7 +261,7 @@ def maintain(
         try:
             done = maintain_entity(loaded, e, compact=compact, vacuum_hours=vacuum_hours)
         except HyggeError as exc:
-            err.print(f"[red]{exc.kind} error:[/red] {exc}", highlight=False, soft_wrap=True)
+            _say(exc)
             failures += 1
             continue
         console.print(
@@ -375,7 +384,7 @@ def feed_drop(
             feed = LogicalFeed(e, make_home(e, loaded.config.connections, loaded.root))
             feed.drop()
         except HyggeError as exc:
-            err.print(f"[red]{exc.kind} error:[/red] {exc}", highlight=False, soft_wrap=True)
+            _say(exc)
             failures += 1
             continue
         console.print(f"{e.flow}.{e.name}: dropped slot {feed.slot}", highlight=False)
