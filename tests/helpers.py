@@ -155,6 +155,17 @@ class MirrorItem:
         return DeltaTable(place.uri, storage_options=place.options()).to_pyarrow_table()
 
 
+def azurite_store(request: Any, path: str) -> dict[str, Any]:
+    """Store settings for `path` in a fresh container of the session's Azurite (account key)."""
+    info, container = request.getfixturevalue("azure_container")
+    return {
+        "path": f"az://{container}/{path}",
+        "account": info.account,
+        "endpoint": info.blob_endpoint,
+        "credential": {"type": "account_key", "account_key": info.key},
+    }
+
+
 def mirror_item(request: Any, root: Path) -> MirrorItem:
     """The item for a test parametrized "local" (under the project `root`) or "azurite" (a fresh
     container of the session's Azurite)."""
@@ -162,13 +173,7 @@ def mirror_item(request: Any, root: Path) -> MirrorItem:
         return MirrorItem({"path": f"{MIRRORED_ITEM}/Files/LandingZone"}, Storage.local(root / MIRRORED_ITEM))
     from hygge.config.models import OpenMirroringStoreConfig
 
-    info, container = request.getfixturevalue("azure_container")
-    store = {
-        "path": f"az://{container}/{MIRRORED_ITEM}/Files/LandingZone",
-        "account": info.account,
-        "endpoint": info.blob_endpoint,
-        "credential": {"type": "account_key", "account_key": info.key},
-    }
+    store = azurite_store(request, f"{MIRRORED_ITEM}/Files/LandingZone")
     from hygge.fabric.status import mirrored_item
 
     settings = OpenMirroringStoreConfig.model_validate({"type": "open_mirroring", **store})

@@ -10,30 +10,17 @@ from deltalake import DeltaTable
 from typer.testing import CliRunner
 
 from hygge.cli.main import app
-from tests.helpers import pg_execute, pg_rows, run, write_project
+from tests.helpers import pg_execute, pg_rows, run, sql_flow, write_project
 
 T0 = dt.datetime(2026, 1, 1)
 
 
 def project(tmp_path: Path, pg_db: str) -> Path:
+    plain = {**sql_flow("parquet", ["orders"], run_type="full_drop"), "store": {"type": "parquet", "path": "plake"}}
     return write_project(
         tmp_path,
         connections={"db": {"type": "postgres", "url": pg_db}},
-        flows={
-            "f": {
-                "home": {"type": "sql", "connection": "db"},
-                "store": {"type": "delta", "path": "lake"},
-                "run_type": "incremental",
-                "watermark": {"primary_key": ["id"], "watermark_column": "updated_at"},
-                "entities": ["orders"],
-            },
-            "p": {
-                "home": {"type": "sql", "connection": "db"},
-                "store": {"type": "parquet", "path": "plake"},
-                "run_type": "full_drop",
-                "entities": ["orders"],
-            },
-        },
+        flows={"f": sql_flow("delta", ["orders"], primary_key=["id"]), "p": plain},
     )
 
 

@@ -16,7 +16,7 @@ from hygge.errors import ConfigError, StoreError
 from hygge.fabric.replicator import LocalReplicator
 from hygge.fabric.status import read_status
 from hygge.storage import Storage
-from tests.helpers import MirrorItem, journal, mirror_item, pg_execute, pg_rows, run, write_project
+from tests.helpers import MirrorItem, journal, mirror_item, pg_execute, pg_rows, run, sql_flow, write_project
 
 T0 = dt.datetime(2026, 1, 1)
 ITEM = "Erp.MountedRelationalDatabase"
@@ -32,24 +32,9 @@ LOCAL = MirrorItem({"path": f"{ITEM}/Files/LandingZone"}, Storage.local("."))  #
 
 
 def project(place: MirrorItem, tmp_path: Path, pg_db: str, **store: object) -> Path:
-    return write_project(
-        tmp_path,
-        connections={"db": {"type": "postgres", "url": pg_db}},
-        flows={
-            "f": {
-                "home": {"type": "sql", "connection": "db"},
-                "store": {
-                    "type": "open_mirroring",
-                    **place.store,
-                    "folder_deletion_wait_seconds": 0,
-                    **store,
-                },
-                "run_type": "incremental",
-                "watermark": {"primary_key": ["id"], "watermark_column": "updated_at"},
-                "entities": ["orders"],
-            }
-        },
-    )
+    zone = {"type": "open_mirroring", **place.store, "folder_deletion_wait_seconds": 0, **store}
+    flow = {**sql_flow("open_mirroring", ["orders"], primary_key=["id"]), "store": zone}
+    return write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
 
 
 def source(pg_db: str) -> list[dict]:

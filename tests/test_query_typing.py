@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hygge.errors import SourceError
-from tests.helpers import landed, pg_execute, run, write_project
+from tests.helpers import landed, pg_execute, run, sql_flow, write_project
 
 BIG = Decimal("12345678901234567890.123456789012345678")  # numeric(38,18): 20 + 18 digits
 WHOLE = Decimal("12345678901234567890123456789012345678")  # numeric(38,0): 38 digits
@@ -32,18 +32,8 @@ def wide(pg_db: str) -> str:
 
 
 def project(tmp_path: Path, pg_db: str, entities: list) -> Path:
-    return write_project(
-        tmp_path,
-        connections={"db": {"type": "postgres", "url": pg_db}},
-        flows={
-            "f": {
-                "home": {"type": "sql", "connection": "db"},
-                "store": {"type": "parquet", "path": "lake"},
-                "run_type": "full_drop",
-                "entities": entities,
-            }
-        },
-    )
+    flow = sql_flow("parquet", entities, watermark_column=None, run_type="full_drop")
+    return write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
 
 
 def test_a_query_lands_what_its_table_lands(tmp_path: Path, wide: str) -> None:

@@ -24,7 +24,18 @@ from deltalake import DeltaTable
 
 from hygge.fabric.replicator import LocalReplicator
 from hygge.storage import Storage
-from tests.helpers import MirrorItem, entity_of, load, mirror_item, pg_execute, pg_rows, run, write_project
+from tests.helpers import (
+    MirrorItem,
+    azurite_store,
+    entity_of,
+    load,
+    mirror_item,
+    pg_execute,
+    pg_rows,
+    run,
+    sql_flow,
+    write_project,
+)
 
 ENTITY = "Kunden Übersicht"
 PLAIN = "kunden"  # the same table under a name no reader has to encode
@@ -61,13 +72,7 @@ def place(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any
     """Store settings and the store's folder, on local disk or in a fresh Azurite container."""
     if request.param == "local":
         return {"path": "lake"}, Storage.local(tmp_path / "lake")
-    info, container = request.getfixturevalue("azure_container")
-    settings = {
-        "path": f"az://{container}/lake",
-        "account": info.account,
-        "endpoint": info.blob_endpoint,
-        "credential": {"type": "account_key", "account_key": info.key},
-    }
+    settings = azurite_store(request, "lake")
     from hygge.config.models import ParquetStoreConfig
 
     config = ParquetStoreConfig.model_validate({"type": "parquet", **settings})
@@ -80,19 +85,9 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, Any
 
 
 def land(tmp_path: Path, pg_db: str, store: dict[str, Any]) -> Path:
-    root = write_project(
-        tmp_path,
-        connections={"db": {"type": "postgres", "url": pg_db}},
-        flows={
-            "f": {
-                "home": {"type": "sql", "connection": "db"},
-                "store": store,
-                "run_type": "incremental",
-                "watermark": {"primary_key": ["id"], "watermark_column": "at"},
-                "entities": [{"name": ENTITY, "table": ENTITY}, {"name": PLAIN, "table": ENTITY}],
-            }
-        },
-    )
+    entities = [{"name": ENTITY, "table": ENTITY}, {"name": PLAIN, "table": ENTITY}]
+    flow = {**sql_flow("parquet", entities, primary_key=["id"], watermark_column="at"), "store": store}
+    root = write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
     for name in (ENTITY, PLAIN):
         result = run(root, "f", name, run_type="full_drop")
         assert result.status == "success", result.error
@@ -162,24 +157,19 @@ def read_all(readers: dict[str, Reader], folder: Storage, plain: Storage | None 
     return found
 
 
-def test_parquet_store_reads_right_in_every_reader(
-    where: tuple[dict[str, Any], Storage], tmp_path: Path, kunden: str
+@pytest.mark.parametrize("kind", ["parquet", "delta"])
+def test_each_store_reads_right_in_every_reader(
+    where: tuple[dict[str, Any], Storage], tmp_path: Path, kunden: str, kind: str
 ) -> None:
     settings, lake = where
-    land(tmp_path, kunden, {"type": "parquet", **settings})
+    land(tmp_path, kunden, {"type": kind, **settings})
     expected = source(kunden)
-    found = read_all(PARQUET_READERS, lake.child(ENTITY))
-    assert {name: rows == expected for name, rows in found.items()} == dict.fromkeys(found, True)
-
-
-def test_delta_store_reads_right_in_every_reader(
-    where: tuple[dict[str, Any], Storage], tmp_path: Path, kunden: str
-) -> None:
-    settings, lake = where
-    land(tmp_path, kunden, {"type": "delta", **settings})
-    expected = source(kunden)
-    found = read_all(DELTA_READERS, lake.child(ENTITY), lake.child(PLAIN))
-    assert {name: rows == expected for name, rows in found.items()} == dict.fromkeys(DELTA_READERS, True)
+    if kind == "parquet":
+        found = read_all(PARQUET_READERS, lake.child(ENTITY))
+        assert {name: rows == expected for name, rows in found.items()} == dict.fromkeys(found, True)
+    else:
+        found = read_all(DELTA_READERS, lake.child(ENTITY), lake.child(PLAIN))
+        assert {name: rows == expected for name, rows in found.items()} == dict.fromkeys(DELTA_READERS, True)
 
 
 @pytest.fixture(params=["local", "azurite"])
