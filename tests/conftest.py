@@ -113,7 +113,9 @@ def azure_container(azurite: AzuriteInfo) -> Iterator[tuple[AzuriteInfo, str]]:
 
 # ``prefect_harness`` (session): one temporary Prefect API (prefect_test_harness) for every module that
 # needs one; starting it costs about 20 s, once per module before. The tests using it run last and
-# together (pytest_collection_modifyitems below), so the API settings it sets reach no other test.
+# together (pytest_collection_modifyitems below). Under xdist (two workers, a file at a time) a worker
+# may take another file after a harness one; the API settings the harness set then reach only
+# in-process Prefect clients, which no test outside the harness files starts.
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
