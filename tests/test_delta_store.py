@@ -248,6 +248,24 @@ def test_a_commit_that_loses_its_version_changes_nothing(tmp_path: Path, monkeyp
     assert len(extra) == 1  # the other writer's file only
 
 
+def test_a_new_table_is_checkpointed_every_ten_commits(tmp_path: Path) -> None:
+    """Spark's default interval (deltalake's is 100), for hygge's commits and deltalake's alike."""
+    s = store(tmp_path)
+    write(s, table(range(10)), "run1", "full_drop", 1)
+    assert DeltaTable(str(tmp_path)).metadata().configuration["delta.checkpointInterval"] == "10"
+    for n in range(2, 12):
+        changed = table(range(n, n + 1)).set_column(4, "name", pa.array([f"v{n}"]))
+        if n % 2:
+            write(s, changed, f"run{n}", "incremental", n, key=["id"])  # hygge's commit
+        else:
+            write(s, table(range(100 + n, 101 + n)), f"run{n}", "incremental", n)  # deltalake's append
+    checkpoints = sorted(p.name for p in (tmp_path / "_delta_log").glob("*.checkpoint.parquet"))
+    # Version 10 is hygge's (Spark's rule: version % interval == 0); deltalake's hook counts from
+    # one, so it takes version 9 for its own commit there.
+    assert f"{10:020d}.checkpoint.parquet" in checkpoints and len(checkpoints) <= 2, checkpoints
+    assert DeltaTable(str(tmp_path)).to_pyarrow_table().num_rows == 16  # 10, 5 appended, id 11 upserted
+
+
 def test_own_commits_are_checkpointed_at_the_interval(tmp_path: Path) -> None:
     s = store(tmp_path)
     write(s, table(range(10)), "run1", "full_drop", 1)

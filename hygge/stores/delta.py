@@ -23,6 +23,7 @@ from hygge.storage import Storage, storage_error
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.delta_commit import LiveFile, checkpoint_due, commit, live_files, own_commit_refusal
+from hygge.stores.delta_stats import file_stats, listed, new_table_configuration
 from hygge.stores.files import FileLayout, WrittenFile, write_files
 from hygge.stores.rewrite import changed_files, gathering_keys
 
@@ -195,7 +196,12 @@ class DeltaStore:
         )
         fault("delta.staged")
         now_ms = int(time.time() * 1000)
-        adds = [AddAction(f.path, f.size, {}, now_ms, True, _stats(f)) for f in written]
+        if table is None:
+            configuration = new_table_configuration(reader.schema)
+        else:
+            configuration = table.metadata().configuration
+        bounded = listed(configuration)
+        adds = [AddAction(f.path, f.size, {}, now_ms, True, file_stats(f, bounded)) for f in written]
         try:
             if table is None:
                 create_table_with_add_actions(
@@ -203,6 +209,7 @@ class DeltaStore:
                     Schema.from_arrow(reader.schema),
                     adds,
                     mode="overwrite",
+                    configuration=configuration,
                     storage_options=self.location.options(),
                     commit_properties=props,
                 )
@@ -272,7 +279,7 @@ class DeltaStore:
                 self.location,
                 table,
                 [f for f in files if f.path in removed],
-                [(f, _stats(f)) for f in written],
+                [(f, file_stats(f, listed(table.metadata().configuration))) for f in written],
                 (self.app_id, request.version),
                 info,
             )
@@ -385,19 +392,3 @@ def _with_operations(
         yield from pa.Table.from_arrays(columns, schema=schema).combine_chunks().to_batches()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def _stats(file: WrittenFile) -> str:
-    """Delta file statistics: row count and per-column null counts, no min/max.
-
-    deltalake's own readers turn a column missing from minValues into a `>= null` bound and prune the
-    file, and exact min/max for timestamps and decimals have no lossless JSON form; so hygge states
-    only what it can state exactly. Readers then scan every file (no data skipping).
-    """
-    meta = file.metadata
-    nulls: dict[str, int] = {}
-    for index, field in enumerate(meta.schema.to_arrow_schema()):
-        counts = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
-        if all(stats is not None and stats.has_null_count for stats in counts):
-            nulls[field.name] = sum(stats.null_count for stats in counts)
-    return json.dumps({"numRecords": file.rows, "nullCount": nulls})
