@@ -17,6 +17,7 @@ from hygge.config.models import ResolvedEntity
 from hygge.errors import ConfigError, HyggeError
 from hygge.journal import Journal, new_id
 from hygge.journal_mirror import JournalMirror, mirror_for
+from hygge.maintenance import maintain_if_due
 from hygge.runner import EntityResult, RunIds, journal_for, land_entity
 from hygge.settings import settings
 from hygge.slots import holding, waiting
@@ -38,6 +39,7 @@ class RunSummary:
     duration: float = 0.0
     published: bool = False
     publish_error: str | None = None
+    maintenance: list[str] = field(default_factory=list)  # what the stores' `maintenance:` did, or why not
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,8 @@ def run_entities(
                 )
             except HyggeError as exc:
                 result = _failed(entity, run_type, exc)
+            if result.status == "success":
+                _maintain(project, entity, summary)
         events.finished(result)
         return result
 
@@ -163,6 +167,17 @@ def run_entities(
             summary.publish_error = str(exc)
     summary.duration = time.perf_counter() - clock
     return summary
+
+
+def _maintain(project: Project, entity: ResolvedEntity, summary: RunSummary) -> None:
+    """The store's opt-in maintenance when due; a failure is reported, never the entity's failure."""
+    try:
+        done = maintain_if_due(project, entity)
+    except HyggeError as exc:
+        summary.maintenance.append(f"{entity.flow}.{entity.name}: maintenance failed: {exc}")
+        return
+    if done is not None:
+        summary.maintenance.append(done.describe())
 
 
 def _land_retrying(

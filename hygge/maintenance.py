@@ -11,17 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from hygge.drift import check_owner, owner_of
 from hygge.errors import ConfigError, HyggeError, StoreError
 from hygge.journal import new_id
 from hygge.lease import EntityLease
 from hygge.runner import journal_for
 from hygge.stores import make_store, store_format
+from hygge.stores.delta_stats import PROPERTY, property_for
 from hygge.stores.files import layout_of
 
 if TYPE_CHECKING:
     from hygge.config.loader import Project
     from hygge.config.models import ResolvedEntity
+
+# The commits maintenance itself makes: the runs counted towards the next one are the commits after them.
+_OWN_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES")
+
 
 @dataclass
 class Maintenance:
@@ -33,10 +40,17 @@ class Maintenance:
     files_after: int = 0
     compacted: int = 0  # files compaction replaced
     vacuumed: int = 0  # files vacuum deleted
+    bounds: bool = False  # the table now names its bounded columns (hygge.stores.delta_stats)
 
     @property
     def key(self) -> str:
         return f"{self.flow}.{self.entity}"
+
+    def describe(self) -> str:
+        return (
+            f"{self.key}: {self.files_before} -> {self.files_after} file(s); compacted {self.compacted}, "
+            f"vacuumed {self.vacuumed}"
+        )
 
 
 def maintain_entity(
@@ -64,6 +78,10 @@ def maintain_entity(
             return done
         done.files_before = len(table.file_uris())
         if compact:
+            if PROPERTY not in table.metadata().configuration:
+                # A table from before hygge wrote bounds: named first, so the compacted files get them.
+                table.alter.set_table_properties(property_for(pa.schema(table.schema().to_arrow())))
+                done.bounds = True
             metrics = table.optimize.compact(target_size=layout_of(entity.store).file_bytes)
             done.compacted = int(metrics.get("numFilesRemoved", 0))
         if vacuum_hours is not None:  # whole hours, as deltalake takes them
@@ -83,3 +101,23 @@ def maintain_entity(
     finally:
         lease.release()
     return done
+
+
+def maintain_if_due(project: Project, entity: ResolvedEntity) -> Maintenance | None:
+    """The store's opt-in `maintenance:` after a successful run: maintain_entity once the table has
+    `every` commits since its last compaction (its own log says, no journal needed); None when not due
+    or not asked for. A failure raises HyggeError: what landed stays landed and journaled."""
+    settings = getattr(entity.store, "maintenance", None)
+    if settings is None or store_format(entity) != "delta":
+        return None
+    table = make_store(entity, project.root)._table()  # type: ignore[attr-defined]
+    if table is None:
+        return None
+    runs = 0
+    for commit in table.history(settings.every + len(_OWN_OPERATIONS)):  # newest first
+        if commit.get("operation") in _OWN_OPERATIONS:
+            break
+        runs += 1
+    if runs < settings.every:
+        return None
+    return maintain_entity(project, entity, compact=settings.compact, vacuum_hours=settings.vacuum_hours)

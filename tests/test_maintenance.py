@@ -65,3 +65,42 @@ def test_compact_and_vacuum_keep_the_table_and_the_next_run_whole(tmp_path: Path
 
     code, out = maintain(root, "-e", "p.orders")
     assert code == 1 and "maintenance compacts and vacuums Delta tables" in out and "Traceback" not in out
+
+
+def test_opt_in_maintenance_compacts_after_every_nth_commit(tmp_path: Path, pg_db: str) -> None:
+    """`maintenance: {every: 3, vacuum_hours: 0}` on the store: `hygge go` compacts (and vacuums)
+    once the table has three commits since its last compaction, reports it, and the rows stay whole."""
+    pg_execute(
+        pg_db,
+        "CREATE TABLE orders (id int PRIMARY KEY, v text, updated_at timestamp)",
+        ("INSERT INTO orders SELECT i, 'v' || i, %s FROM generate_series(1, 20) AS i", (T0,)),
+    )
+    flow = sql_flow("delta", ["orders"], primary_key=["id"])
+    flow["store"]["maintenance"] = {"every": 3, "vacuum_hours": 0}
+    root = write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
+    table = tmp_path / "lake" / "orders"
+    notes = []
+    for n in range(0, 4):
+        if n:
+            at = T0 + dt.timedelta(days=n)
+            pg_execute(pg_db, (f"INSERT INTO orders VALUES ({100 + n}, 'new', %s)", (at,)))
+        result = CliRunner().invoke(app, ["go", "--project", str(root)])
+        assert result.exit_code == 0, result.output
+        notes.append("maintenance: f.orders" in result.output)
+        operations = [c["operation"] for c in DeltaTable(str(table)).history()]
+    assert notes == [False, False, True, False], notes  # the third commit makes it due, then it is not
+    assert operations.count("OPTIMIZE") == 1
+    live = DeltaTable(str(table))
+    assert len(live.file_uris()) == 2  # one compacted file, and the run after it
+    assert len(list(table.glob("*.parquet"))) == 2, "vacuumed"
+    assert live.to_pyarrow_table().num_rows == 23
+
+
+def test_maintenance_setting_on_a_parquet_store_is_refused(tmp_path: Path, pg_db: str) -> None:
+    flow = sql_flow("parquet", ["orders"], primary_key=["id"])
+    flow["store"] = {"type": "adls", "format": "parquet", "account": "a", "container": "c",
+                     "maintenance": {"every": 3}}  # fmt: skip
+    root = write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
+    result = CliRunner().invoke(app, ["go", "--project", str(root)])
+    assert result.exit_code == 2, result.output
+    assert "`maintenance:` compacts and vacuums Delta tables" in result.output and "Traceback" not in result.output

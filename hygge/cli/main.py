@@ -264,11 +264,7 @@ def maintain(
             _say(exc)
             failures += 1
             continue
-        console.print(
-            f"{done.key}: {done.files_before} -> {done.files_after} file(s); compacted {done.compacted}, "
-            f"vacuumed {done.vacuumed}",
-            highlight=False,
-        )
+        console.print(done.describe(), highlight=False)
     raise typer.Exit(1 if failures else 0)
 
 

@@ -90,6 +90,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         f"[red]{summary.count('fail')} FAIL[/red], {summary.count('skip')} skipped",
         highlight=False,
     )
+    for note in summary.maintenance:
+        console.print(f"maintenance: {note}", highlight=False)
     if summary.publish_error:
         console.print(f"[red]journal not published:[/red] {summary.publish_error}", highlight=False)
 

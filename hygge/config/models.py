@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hygge.config.base import Invalid, Strict
 from hygge.config.connections import AzureCredentialConfig, ConnectionConfig
+from hygge.config.table_maintenance import DeltaMaintenance
 
 RunType = Literal["full_drop", "incremental"]
 
@@ -95,12 +96,12 @@ class ParquetStoreConfig(FileLayoutSettings):
     path: str
 
 
-class DeltaStoreConfig(FileLayoutSettings):
+class DeltaStoreConfig(FileLayoutSettings, DeltaMaintenance):
     type: Literal["delta"]
     path: str
 
 
-class AdlsStoreConfig(FileLayoutSettings):
+class AdlsStoreConfig(FileLayoutSettings, DeltaMaintenance):
     """ADLS Gen2: account, container and a folder; `format` picks Delta or parquet files."""
 
     type: Literal["adls"]
@@ -116,7 +117,7 @@ class AdlsStoreConfig(FileLayoutSettings):
         return adls_url(self.account, self.container, self.path, emulator=bool(self.endpoint))
 
 
-class OneLakeStoreConfig(FileLayoutSettings):
+class OneLakeStoreConfig(FileLayoutSettings, DeltaMaintenance):
     """OneLake: workspace and item (names or GUIDs) and a folder under the item's Files/ or Tables/."""
 
     type: Literal["onelake"]

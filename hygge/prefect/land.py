@@ -24,6 +24,7 @@ from hygge.config import Project, ResolvedEntity, load_project
 from hygge.coordinator import publish_journal as compact_journals
 from hygge.errors import HyggeError
 from hygge.journal import new_id
+from hygge.maintenance import maintain_if_due
 from hygge.prefect.names import land_run_name
 from hygge.runner import EntityResult, RunIds, land_entity
 from hygge.settings import settings
@@ -151,6 +152,12 @@ def _land_one(
         result.watermark_before,
         result.watermark_after,
     )
+    try:
+        maintained = maintain_if_due(loaded, entity)
+        if maintained is not None:
+            logger.info("maintenance: %s", maintained.describe())
+    except HyggeError as exc:  # what landed stays landed and journaled
+        logger.warning("maintenance of %s.%s failed: %s", flow_name, entity_name, exc)
     return _public(result)
 
 
