@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from hygge.errors import SourceError
@@ -66,3 +67,64 @@ def test_a_query_the_server_refuses_names_the_entity(tmp_path: Path, wide: str) 
     text = str(caught.value)
     assert "cannot describe the query's result" in text and 'column "nope" does not exist' in text
     assert caught.value.details.context.entity == "q" and caught.value.details.context.field == "query"
+
+
+# --- SQLite ---------------------------------------------------------------------------------------
+def sqlite_project(tmp_path: Path, entities: list) -> Path:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(tmp_path / "shop.db")) as db:
+        db.execute(
+            "CREATE TABLE wide (id INTEGER PRIMARY KEY, big DECIMAL(38,18) NOT NULL, day DATE, "
+            "at DATETIME, note TEXT)"
+        )
+        db.execute("INSERT INTO wide VALUES (1, ?, '2026-01-02', '2026-01-02 03:04:05', 'x')", (str(BIG),))
+        db.execute("INSERT INTO wide VALUES (2, ?, NULL, NULL, NULL)", (str(-BIG),))
+        db.commit()
+    flow = sql_flow("parquet", entities, watermark_column=None, run_type="full_drop")
+    connections = {"db": {"type": "sqlite", "path": str(tmp_path / "shop.db")}}
+    return write_project(tmp_path / "p", connections=connections, flows={"f": flow})
+
+
+def test_a_sqlite_query_lands_its_table_columns_as_the_table_does(tmp_path: Path) -> None:
+    """Columns taken straight from a table keep the table's declared types (decimal(38,18), dates,
+    timestamps: before, a query typed them from the driver's first values); an expression gets the
+    driver's type."""
+    root = sqlite_project(
+        tmp_path,
+        ["wide", {"name": "q", "query": "SELECT id, big, day, at AS stamp, length(note) AS n FROM wide"}],
+    )
+    for name in ("wide", "q"):
+        result = run(root, "f", name)
+        assert result.status == "success", result.message
+    table, query = landed(root, "f", "wide").sort_by("id"), landed(root, "f", "q").sort_by("id")
+    for column in ("id", "big", "day"):
+        assert query.schema.field(column).type == table.schema.field(column).type, column
+        assert query.column(column).to_pylist() == table.column(column).to_pylist(), column
+    assert query.schema.field("stamp").type == table.schema.field("at").type
+    assert pa.types.is_decimal(query.schema.field("big").type)  # SQLite itself keeps BIG as a REAL
+    # An expression has no declaration: the driver's type (text, as connectorx types an empty result).
+    assert query.column("n").to_pylist() == ["1", None]
+
+
+def test_a_sqlite_query_it_cannot_describe_names_the_entity(tmp_path: Path) -> None:
+    root = sqlite_project(tmp_path, [{"name": "q", "query": "SELECT id FROM wide; DELETE FROM wide"}])
+    with pytest.raises(SourceError) as failure:
+        run(root, "f", "q")
+    text = str(failure.value)
+    assert "entity 'q'" in text and "query" in text, text
+
+
+def test_a_drivers_decimal_error_names_the_candidate_columns_and_the_pin() -> None:
+    """connectorx's decimal errors name no column: the message lists the pinned decimal columns and
+    the `columns:` pin that reads them exactly; no retry (the data will not change)."""
+    from hygge.homes.sql.driver_errors import driver_error
+
+    raw = RuntimeError(
+        "cx writer failed: Destination(Other(decimal scale is not equal to expected scale, got: 9 expected: 10"
+    )
+    error = driver_error(raw, [], "q from postgres", True, decimals=["big", "whole"], flow="f", entity="q")
+    text = str(error)
+    assert "big, whole" in text and "`columns: {big: string}`" in text and not error.transient, text
+    assert "check the connection" not in text

@@ -11,9 +11,11 @@ from hygge.redact import redact
 
 
 def driver_error(
-    exc: BaseException, secrets: list[str], source: str, has_query: bool, **where: str
+    exc: BaseException, secrets: list[str], source: str, has_query: bool, decimals: list[str] | None = None,
+    **where: str,
 ) -> SourceError:
-    """`source` names what was read and from where; `where` (flow, entity) goes on the error."""
+    """`source` names what was read and from where; `decimals` the pinned decimal columns (the ones a
+    driver's decimal error can be about); `where` (flow, entity) goes on the error."""
     text = redact(str(exc).split("\n\nStack backtrace")[0].strip(), secrets)
     first = text.splitlines()[0] if text else type(exc).__name__
     lowered = text.lower()
@@ -59,6 +61,17 @@ def driver_error(
         hint = f"install the ODBC driver's libraries ({' '.join(APT_PACKAGES)}); `hygge debug` checks it"
     if has_query and "syntax error" in lowered:
         hint = "check the entity's `query:`: run it in a SQL client against the same database"
+    if any(w in lowered for w in _DECIMAL_ERRORS):
+        # connectorx carries decimals at one scale (10) in 96 bits and says neither which column nor
+        # which value: name the candidates and the pin that reads the value exactly.
+        named = ", ".join(decimals or []) or "a decimal column"
+        first = f"a decimal value does not fit the type it is read as ({first[:200]})"
+        pin = (decimals or ["<column>"])[0]
+        hint = (
+            f"the column is one of: {named}. Pin it with `columns: {{{pin}: string}}` (exact text) or a "
+            "decimal(p,s) whose scale holds the values"
+        )
+        transient = False
     mixed = re.search(r'InvalidColumnType\(\d+, "((?:[^"\\]|\\.)*)", (\w+)\)', text)
     if mixed:  # SQLite lets any value into any column; the driver rejects one of the wrong kind
         first = f"column '{mixed[1]}' holds a {mixed[2]} value that does not match its declared type"
@@ -69,6 +82,10 @@ def driver_error(
         transient=transient,
         **where,
     )
+
+
+_DECIMAL_ERRORS = ("decimal scale is not equal", "exceedsmaximumpossiblevalue", "decimal overflow",
+                   "scale exceeds", "cannot convert to decimal")  # fmt: skip
 
 
 def psycopg_transient(exc: BaseException, text: str) -> bool:

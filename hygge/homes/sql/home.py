@@ -261,9 +261,10 @@ class SqlHome:
             raise self._source_error(exc) from None
 
     def _source_error(self, exc: BaseException) -> SourceError:
+        decimals = [c.name for c in self._columns or () if pa.types.is_decimal(c.arrow_type)]
         return driver_error(
             exc, self._secrets, f"{self.source_name()} from {conns.describe(self.conn)}", bool(self.query),
-            flow=self.entity.flow, entity=self.entity.name,
+            decimals=decimals, flow=self.entity.flow, entity=self.entity.name,
         )  # fmt: skip
 
     def _catalog_columns(self) -> list[Mapped]:
@@ -314,8 +315,8 @@ class SqlHome:
 
     def _query_columns(self) -> list[Mapped]:
         """A query has no catalog entry: SQL Server and PostgreSQL describe its result (typed like a
-        table, with the same lossless casts); elsewhere the driver's result types are taken.
-        `columns:` refines all of them."""
+        table, with the same lossless casts); SQLite its columns taken from tables; elsewhere the
+        driver's result types are taken. `columns:` refines all of them."""
         assert self.query is not None
         described = self.dialect.query_catalog_query(self.query)
         if described is not None:
@@ -347,7 +348,22 @@ class SqlHome:
             return [self._map(c) for c in described_columns]
         sql = f"SELECT * FROM ({self.query}) AS {self.dialect.quote('hygge_q')} WHERE 1 = 0"
         schema = self._run(lambda: self.engine.result_schema(sql))
-        return [Mapped(fld.name, pin_driver_type(fld.type)) for fld in schema]
+        driver = [Mapped(fld.name, pin_driver_type(fld.type)) for fld in schema]
+        if self.conn.type != "sqlite":
+            return driver
+        from hygge.homes.sql.sqlite_describe import describe_query as describe_sqlite
+
+        try:
+            declared = describe_sqlite(conns.sqlite_path(self.conn, self._project_root), self.query)
+        except SourceError as exc:
+            raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
+        if [name for name, _ in declared] != [m.name for m in driver]:
+            return driver  # duplicate names: connectorx and the view disagree; the driver's types
+        # A column taken from a table is typed by its declaration, as the table's own column is.
+        return [
+            self._map(SourceColumn(name, kind)) if kind else m
+            for (name, kind), m in zip(declared, driver, strict=True)
+        ]
 
     def _unknown_column(
         self, kind: type[ConfigError] | type[SourceError], what: str, name: str, names: set[str], field: str
