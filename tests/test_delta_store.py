@@ -277,3 +277,19 @@ def test_own_commits_are_checkpointed_at_the_interval(tmp_path: Path) -> None:
     checkpoints = sorted(p.name for p in (tmp_path / "_delta_log").glob("*.checkpoint.parquet"))
     assert checkpoints == [f"{3:020d}.checkpoint.parquet"]  # versions 2-5 are hygge's; 3 is due
     assert dtable.to_pyarrow_table().num_rows == 10
+
+
+def test_the_orphan_sweep_deletes_only_this_stores_files(tmp_path: Path) -> None:
+    """An interrupted Delta write's file goes; a parquet store's file in a folder it shares (a
+    misconfiguration, refused by ownership once both have committed) and any other file stay."""
+    s = store(tmp_path)
+    write(s, table(range(10)), "run1", "full_drop", 1)
+    run = "0" * 32
+    orphan = tmp_path / f"part-20991231T000000000000-{run}-d-00000.parquet"
+    parquet_stores = tmp_path / f"part-20991231T000000000000-{run}-00000.parquet"
+    foreign = tmp_path / "part-00000-abc.snappy.parquet"
+    for path in (orphan, parquet_stores, foreign):
+        path.write_bytes(b"PAR1")
+    assert s.remove_orphans() == [orphan.name]
+    assert not orphan.exists() and parquet_stores.exists() and foreign.exists()
+    assert DeltaTable(str(tmp_path)).to_pyarrow_table().num_rows == 10

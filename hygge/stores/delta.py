@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from hygge.errors import HyggeError, StoreError
 from hygge.faults import fault
-from hygge.storage import Storage, storage_error
+from hygge.storage import NotFoundError, Storage, storage_error
 from hygge.storage.scan import rows_where
 from hygge.stores.base import Commit, WriteRequest, check_columns_unchanged, live_only
 from hygge.stores.delta_commit import LiveFile, checkpoint_due, commit, live_files, own_commit_refusal
@@ -41,9 +41,11 @@ _MAINTENANCE = {
     "DROP CONSTRAINT",
 }
 OP = "__hygge_op"  # in a MERGE's source only: 0 upsert, 2 delete
-# The data files hygge writes: part-<UTC stamp>-<entity run id>-<n>.parquet (other writers name theirs
-# differently, so an orphan sweep never touches a file it did not write).
-HYGGE_FILE = re.compile(r"part-\d{8}T\d{12}-[0-9a-f]{32}-[0-9a-z-]+\.parquet")
+# The data files this store writes: part-<UTC stamp>-<entity run id>-d-<n>.parquet. Other writers name
+# theirs differently, and the `d` tells them from the parquet store's (part-<stamp>-<run>-<n>): the
+# orphan sweep never deletes a file this store did not write, even in a folder another store shares.
+# Files named before the marker (older hygge) are never swept.
+HYGGE_FILE = re.compile(r"part-\d{8}T\d{12}-[0-9a-f]{32}-d-[0-9a-z-]+\.parquet")
 LOG_ENTRY = re.compile(r"_delta_log/\d{20}\.json")
 UPSERT, DELETE = 0, 2
 
@@ -111,7 +113,8 @@ class DeltaStore:
             and (newest is None or o["last_modified"] > newest)
         ]
         for path in orphans:
-            self.location.delete(path)
+            with contextlib.suppress(NotFoundError):  # gone meanwhile: nothing left to delete
+                self.location.delete(path)
         return orphans
 
     def recover(self) -> Commit | None:
@@ -190,7 +193,7 @@ class DeltaStore:
             reader,
             reader.schema,
             self.location,
-            lambda n: f"part-{stamp}-{run}-{n:05d}.parquet",
+            lambda n: f"part-{stamp}-{run}-d-{n:05d}.parquet",
             self.layout,
             request.copies,
         )
@@ -237,7 +240,7 @@ class DeltaStore:
         keys: list[pa.Table] = []
         written: list[WrittenFile] = []
         try:
-            name = f"part-{stamp}-{run}"
+            name = f"part-{stamp}-{run}-d"
             new = write_files(
                 gathering_keys(reader, request.primary_key, keys),
                 reader.schema,
