@@ -49,6 +49,7 @@ class Mapped:
     note: str | None = None
     # SQL Server rowversion (timestamp): binary(8) but a database-wide counter, so it may be a watermark.
     rowversion: bool = False
+    nullable: bool = True  # False where the source's catalog says NOT NULL
 
 
 def _unsupported(name: str, data_type: str, hint: str) -> SourceError:
@@ -329,8 +330,20 @@ def cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
                     hint="fix the value at the source, or set a wider type under `columns:`",
                     field=target.name,
                 ) from None
+        if not target.nullable and column.null_count:
+            raise SourceError(
+                f"column '{target.name}' is NOT NULL in the source's catalog, yet NULL values were read",
+                hint="check the column's definition at the source (a view or a query may allow NULLs "
+                "its table does not)",
+                field=target.name,
+            )
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def all_nullable(schema: pa.Schema) -> pa.Schema:
+    """`schema` with every column nullable (for stores whose contract keeps no NOT NULL)."""
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
 
 
 def schema_fingerprint(schema: pa.Schema) -> str:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 
 from hygge.changes.feed import FeedChanges, FeedWindow, GatheredChanges
 from hygge.errors import ConfigError, SourceError
+from hygge.typemap import all_nullable
 
 if TYPE_CHECKING:
     from hygge.config.models import ResolvedEntity
@@ -172,7 +173,7 @@ class ChangeTrackingFeed:
                 pa.field(a, key_schema.field(k).type)
                 for k, a in zip(self.keys, self._key_aliases, strict=True)
             ]
-            + list(schema)
+            + list(all_nullable(schema))  # a deleted row's columns come NULL from the join
         )
         stream = self.home.read_sql(self.changes_sql(window), stream_schema)
 

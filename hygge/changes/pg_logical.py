@@ -30,6 +30,7 @@ from hygge.changes.pg_slot import Session, TableInfo
 from hygge.config.models import ResolvedEntity
 from hygge.errors import SourceError
 from hygge.homes.sql.home import SqlHome
+from hygge.typemap import all_nullable
 
 CHUNK = 50_000  # keys per SQL statement that reads their rows (a few MB of SQL for text keys)
 AT_ONCE = 2  # statements read at once, each on its own connection: the server looks up keys on 2 cores
@@ -392,7 +393,8 @@ class LogicalFeed:
         match = " AND ".join(f"{alias}.{q(k)} = k.{q(k)}" for k in self.keys)
         gone = f"(k.op = 'D' OR {alias}.{q(self.keys[0])} IS NULL) AS {q(_GONE)}"
         carried = [pa.field(n, key_schema.field(k).type) for k, n in zip(self.keys, named, strict=True)]
-        stream = pa.schema([*schema, *carried, pa.field(_GONE, pa.bool_())])
+        # Nullable: the LEFT JOIN gives a gone key's row NULLs in NOT NULL columns (filtered out below).
+        stream = pa.schema([*all_nullable(schema), *carried, pa.field(_GONE, pa.bool_())])
         deletes: list[pa.Table] = []
         for at in range(0, net.num_rows, CHUNK * AT_ONCE):
             sql = [
@@ -408,7 +410,7 @@ class LogicalFeed:
                     deletes.append(gone_rows.select(named).rename_columns(self.keys))
                     batch = batch.filter(pc.invert(flags))
                 if batch.num_rows:
-                    yield batch.select(schema.names)
+                    yield pa.RecordBatch.from_arrays(batch.select(schema.names).columns, schema=schema)
         finish(pa.concat_tables(deletes).cast(key_schema) if deletes else key_schema.empty_table())
 
 

@@ -197,7 +197,7 @@ class LocalReplicator:
         current = _conform(rows if rows is not None else self._read_table(folder), schema)
         if markers is None and default == INSERT:  # inserts only: appended as they are, no row loop
             entry["rows"] += changes.num_rows
-            return pa.concat_tables([current, changes])
+            return pa.concat_tables([current, changes], promote_options="default")
         by_key: dict[tuple, list[dict]] = {}
         for row in current.to_pylist():
             by_key.setdefault(tuple(row.get(k) for k in keys) if keys else (len(by_key),), []).append(row)

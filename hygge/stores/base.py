@@ -118,6 +118,11 @@ def check_columns_unchanged(landed: pa.Schema | None, incoming: pa.Schema, run_t
             problem = f"column '{name}' changed type from {old} to {now[name]}"
         if problem:
             break
+    if problem is None:
+        strict = {f.name for f in landed if not f.nullable}
+        relaxed = [f.name for f in incoming if f.nullable and f.name in strict]
+        if relaxed:
+            problem = f"column '{relaxed[0]}' allows NULL now (it landed as NOT NULL)"
     added = [name for name in now if name not in before]
     if problem is None and added:
         problem = f"column '{added[0]}' is new in the source"

@@ -43,6 +43,7 @@ from hygge.stores.files import layout_of, write_files
 from hygge.stores.om_confirm import MirrorWatch
 from hygge.stores.om_contract import TableContract
 from hygge.stores.replay import replay_open_mirroring
+from hygge.typemap import all_nullable
 
 ROW_MARKER = "__rowMarker__"
 WORK = "_hygge"  # beside the tables; a name starting with '_' is not a table to the service
@@ -269,6 +270,13 @@ class OpenMirroringStore(TableContract):
         return self.watch is not None and self.watch.read()[0] is not None
 
     def write(self, reader: pa.RecordBatchReader, request: WriteRequest) -> Commit:
+        # Every column nullable (but the row marker): Fabric takes a table's schema from its files, and
+        # a non-nullable column that the source later drops breaks its schema merge.
+        relaxed = all_nullable(reader.schema)
+        if not relaxed.equals(reader.schema):
+            reader = pa.RecordBatchReader.from_batches(
+                relaxed, (pa.RecordBatch.from_arrays(b.columns, schema=relaxed) for b in reader)
+            )
         run = request.entity_run_id
         baseline = 0  # the table's processed operations before this run publishes
         if request.run_type == "incremental" and self.watch is not None and self.data_files():

@@ -78,7 +78,8 @@ def changed_files(
     deletes = request.deletes if request.delete_count else None
     soft = request.soft_column if deletes is not None else None
     gone = [t.select(keys) for t in (replaced, None if soft else deletes) if t is not None]
-    dropped = KeyMatcher(pa.concat_tables(gone), keys) if gone else None
+    # The new rows' keys keep the source's NOT NULL, the deletes' come from landed files: one schema.
+    dropped = KeyMatcher(pa.concat_tables(gone, promote_options="default"), keys) if gone else None
     marked = KeyMatcher(deletes, keys) if soft and deletes is not None else None
     if dropped is None and marked is None:
         return Rewrite([], [])

@@ -6,6 +6,7 @@ The engine is connectorx (`arrow_stream`) or, for SQL Server with Entra ID, mssq
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +108,9 @@ class SqlHome:
         return self._columns
 
     def schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns()])
+        """The pinned schema: NOT NULL where the catalog (or a query's description) says so. A key the
+        catalog lets be NULL stays nullable: hygge.changes.integrity refuses a NULL key, naming it."""
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns()])
 
     def rowversion_columns(self) -> frozenset[str]:
         """The SQL Server rowversion columns: the only binary columns `watermark.check_column` accepts."""
@@ -309,7 +312,7 @@ class SqlHome:
 
     def _map(self, col: SourceColumn) -> Mapped:
         try:
-            return map_column(self.conn.type, col)
+            return dataclasses.replace(map_column(self.conn.type, col), nullable=col.nullable)
         except SourceError as exc:
             raise exc.with_context(flow=self.entity.flow, entity=self.entity.name) from None
 
@@ -397,5 +400,5 @@ class SqlHome:
                     str(exc), flow=self.entity.flow, entity=self.entity.name, field=f"columns.{m.name}"
                 ) from None
             fetch = "text" if pa.types.is_decimal(arrow) else m.fetch
-            result.append(Mapped(m.name, arrow, fetch))
+            result.append(Mapped(m.name, arrow, fetch, nullable=m.nullable))
         return result

@@ -1,8 +1,8 @@
 """PostgreSQL describes a `query:` entity's result before anything is read, as SQL Server does.
 
 The server's row description carries each column's type with its modifier (numeric precision and
-scale) and, for a column taken straight from a table, that table column, whose NOT NULL the catalog
-holds. The types are spelled as information_schema spells them, so a query goes through the same
+scale). Its columns are all nullable: for a column taken straight from a table the catalog holds that
+column's NOT NULL, but an outer join can still give it NULLs, and the description does not say. The types are spelled as information_schema spells them, so a query goes through the same
 `map_postgres` (and the same lossless casts) as a table: a query over a table lands what the table
 would. connectorx cannot describe a result (it types numerics as decimal(38,10)), so psycopg, which
 the change feeds already use, asks the server.
@@ -23,11 +23,9 @@ SELECT d.i,
             WHEN t.typtype IN ('e', 'c', 'r', 'm') THEN 'USER-DEFINED'
             WHEN t.typtype = 'd' THEN format_type(t.typbasetype, NULL)
             ELSE format_type(t.oid, NULL) END AS data_type,
-       CASE WHEN d.typmod >= 0 THEN d.typmod ELSE t.typtypmod END AS typmod,
-       COALESCE(a.attnotnull, false) AS notnull
-FROM unnest(%s::int[], %s::oid[], %s::int[], %s::oid[], %s::int2[]) AS d(i, oid, typmod, tab, col)
+       CASE WHEN d.typmod >= 0 THEN d.typmod ELSE t.typtypmod END AS typmod
+FROM unnest(%s::int[], %s::oid[], %s::int[]) AS d(i, oid, typmod)
 JOIN pg_type t ON t.oid = d.oid
-LEFT JOIN pg_attribute a ON a.attrelid = d.tab AND a.attnum = d.col AND d.tab <> 0
 ORDER BY d.i
 """
 
@@ -62,8 +60,6 @@ def describe_query(conninfo: str, query: str, secrets: list[str]) -> list[Source
                     list(fields),
                     [result.ftype(i) for i in fields],
                     [result.fmod(i) for i in fields],
-                    [result.ftable(i) for i in fields],
-                    [result.ftablecol(i) for i in fields],
                 ),
             )
             rows = cur.fetchall()
@@ -82,7 +78,9 @@ def describe_query(conninfo: str, query: str, secrets: list[str]) -> list[Source
             field="query",
         ) from None
     columns = []
-    for (_, data_type, typmod, notnull), name in zip(rows, names, strict=True):
+    for (_, data_type, typmod), name in zip(rows, names, strict=True):
         precision, scale = _numeric(typmod) if data_type == "numeric" else (None, None)
-        columns.append(SourceColumn(name, data_type, precision, scale, nullable=not notnull))
+        # Nullable whatever the table column says: an outer join gives a NOT NULL column NULLs, and
+        # the row description does not tell (SQL Server's description does, and is taken there).
+        columns.append(SourceColumn(name, data_type, precision, scale, nullable=True))
     return columns
