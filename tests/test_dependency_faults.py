@@ -32,14 +32,23 @@ def _short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYGGE_LEASE_SECONDS", "3")
 
 
-def big_table(pg_db: str, rows: int = ROWS) -> None:
-    """A table whose stream outlasts connectorx's read-ahead: hex text does not compress."""
+def big_table(pg_db: str, rows: int = ROWS, paced: bool = False) -> None:
+    """A table whose stream outlasts connectorx's read-ahead: hex text does not compress. `paced`: `big`
+    is a view over the rows that pauses 0.1 s every 20,000 rows, so the server is still sending when
+    the first batch lands however busy the machine is (a fault test must find a backend to end)."""
+    name = "big_rows" if paced else "big"
     pg_execute(
         pg_db,
-        "CREATE TABLE big (id int PRIMARY KEY, updated_at timestamp, note text)",
-        "INSERT INTO big SELECT i, timestamp '2024-01-01' + i * interval '1 second', md5(i::text) || md5((-i)::text) "
-        f"FROM generate_series(1, {rows}) i",
+        f"CREATE TABLE {name} (id int PRIMARY KEY, updated_at timestamp, note text)",
+        f"INSERT INTO {name} SELECT i, timestamp '2024-01-01' + i * interval '1 second', "
+        f"md5(i::text) || md5((-i)::text) FROM generate_series(1, {rows}) i",
     )
+    if paced:
+        pg_execute(
+            pg_db,
+            "CREATE VIEW big AS SELECT id, updated_at, note FROM big_rows "
+            "WHERE CASE WHEN id % 20000 = 0 THEN pg_sleep(0.1) IS NOT NULL ELSE true END",
+        )
 
 
 def project(root: Path, pg_db: str, store_type: str = "parquet", batch_size: int = 2000) -> Path:
@@ -83,14 +92,12 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_postgres_backend_terminated_mid_stream(tmp_path, pg_db, quick_retries) -> None:
     """pg_terminate_backend while the table streams: a transient SourceError naming flow and entity,
     nothing landed, no success row; run by the coordinator, the retry lands exactly the source."""
-    big_table(pg_db)
+    big_table(pg_db, paced=True)
     root = project(tmp_path, pg_db)
     project_ = load(root)
     seen = {"rows": 0, "terminated": 0}
 
     def kill_backend(rows: int) -> None:
-        # At the first batch landed: the stream is then furthest from its end (a busy machine lets the
-        # client take in more of the table before the kill reaches the server).
         seen["rows"] += rows
         if seen["rows"] and not seen["terminated"]:
             seen["terminated"] = terminate_readers(pg_db)
