@@ -166,21 +166,30 @@ class Journal:
                 f"{self.describe()} cannot be read: {exc.message}", hint=exc.hint, transient=exc.transient
             ) from exc
 
-    def _read(self) -> pa.Table:
-        tables = []
-        for path in self._run_paths():
-            try:
-                tables.append(pq.read_table(io.BytesIO(self.location.get(path))))
-            except (NotFoundError, FileNotFoundError):
-                continue  # folded into the snapshot read below
+    def load(self, path: str) -> pa.Table | None:
+        """One journal object (`journal.parquet` or a run object) as journal rows; None when it is
+        gone (a run object folded meanwhile); JournalError naming it when it cannot be read."""
         try:
-            tables.insert(0, pq.read_table(io.BytesIO(self.location.get(SNAPSHOT))))
+            data = self.location.get(path)
         except (NotFoundError, FileNotFoundError):
-            pass
+            return None
+        try:
+            return _conform(pq.read_table(io.BytesIO(data)))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+            raise JournalError(
+                f"{path} in {self.describe()} is damaged ({len(data):,} bytes: {exc})",
+                hint="run `hygge journal repair --dry-run` to see what it would do, then `hygge journal "
+                "repair`: it sets damaged files aside and rebuilds the journal from the rest",
+            ) from None
+
+    def _read(self) -> pa.Table:
+        tables = [t for t in map(self.load, self._run_paths()) if t is not None]  # before the snapshot
+        snapshot = self.load(SNAPSHOT)
+        if snapshot is not None:
+            tables.insert(0, snapshot)
         if not tables:
             return SCHEMA.empty_table()
-        table = pa.concat_tables([_conform(t) for t in tables])
-        return _unique(table)
+        return unique_runs(pa.concat_tables(tables))
 
     def entries(self, flow: str | None = None, entity: str | None = None) -> list[Entry]:
         table = self.read()
@@ -206,11 +215,8 @@ class Journal:
         return runs[-1] if runs else None
 
     def _status_of(self, entity_run_id: str) -> str | None:
-        try:
-            row = pq.read_table(io.BytesIO(self.location.get(f"{RUNS}/{entity_run_id}.parquet")))
-        except (NotFoundError, FileNotFoundError):
-            return None
-        return row.column("status")[0].as_py()
+        row = self.load(f"{RUNS}/{entity_run_id}.parquet")
+        return row.column("status")[0].as_py() if row is not None and row.num_rows else None
 
     def succeeded(self, entity_run_id: str) -> bool:
         """Whether the journal holds a success row for this entity run."""
@@ -266,7 +272,7 @@ def _conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
-def _unique(table: pa.Table) -> pa.Table:
+def unique_runs(table: pa.Table) -> pa.Table:
     """One row per entity_run_id (a run object and the snapshot may both hold it for a moment); a
     success row supersedes a failure row of the same run (recovered after a crash)."""
     if table.num_rows < 2:

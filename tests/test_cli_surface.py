@@ -22,6 +22,7 @@ COMMANDS = [
     ["status"],
     ["maintain"],
     ["journal", "show"],
+    ["journal", "repair"],
     ["journal", "publish"],
     ["feed", "drop", "--entity", "f.t"],
 ]

@@ -268,7 +268,7 @@ def maintain(
     raise typer.Exit(1 if failures else 0)
 
 
-journal_app = typer.Typer(help="The journal: show runs, publish it to Fabric.", no_args_is_help=True)
+journal_app = typer.Typer(help="The journal: show runs, repair it, publish it to Fabric.", no_args_is_help=True)
 app.add_typer(journal_app, name="journal")
 
 
@@ -287,6 +287,29 @@ def journal_show(
     try:
         loaded = load_project(project)
         show(console, loaded, loaded.select(_split(flow), _split(entity)), last)
+    except HyggeError as exc:
+        _fail(exc)
+
+
+@journal_app.command("repair")
+def journal_repair(
+    project: ProjectOpt = Path("."),
+    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
+    entity: Annotated[
+        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", metavar="", help="Say what would be repaired; change nothing")
+    ] = False,
+) -> None:
+    """Set a journal's damaged files aside and rebuild its snapshot from the rest."""
+    from hygge.coordinator import journals_of
+    from hygge.journal_repair import repair
+
+    try:
+        loaded = load_project(project)
+        for journal in journals_of(loaded, loaded.select(_split(flow), _split(entity))):
+            console.print(repair(journal, dry_run=dry_run).describe(), highlight=False, markup=False)
     except HyggeError as exc:
         _fail(exc)
 
