@@ -32,6 +32,10 @@ class Events:
     finished: Callable[[EntityResult], None] = lambda result: None
 
 
+# `hygge go`'s exit codes (a configuration error exits EXIT_CONFIG before anything runs).
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PENDING = 0, 1, 2, 3
+
+
 @dataclass
 class RunSummary:
     coordinator_run_id: str
@@ -39,11 +43,23 @@ class RunSummary:
     duration: float = 0.0
     published: bool = False
     publish_error: str | None = None
-    maintenance: list[str] = field(default_factory=list)  # what the stores' `maintenance:` did, or why not
+    maintenance: list[str] = field(default_factory=list)  # what the stores' `maintenance:` did
+    maintenance_errors: list[str] = field(default_factory=list)  # a store's maintenance that failed
 
     @property
     def ok(self) -> bool:
         return all(r.status == "success" for r in self.results) and self.publish_error is None
+
+    @property
+    def exit_code(self) -> int:
+        """EXIT_OK; EXIT_FAILED when an entity failed; EXIT_PENDING when every entity landed and was
+        journaled but housekeeping (the journal's compaction or Fabric publish, a store's
+        maintenance) failed after its retries and waits for the next run."""
+        if any(r.status != "success" for r in self.results):
+            return EXIT_FAILED
+        if self.publish_error is not None or self.maintenance_errors:
+            return EXIT_PENDING
+        return EXIT_OK
 
     @property
     def rows(self) -> int:
@@ -161,7 +177,7 @@ def run_entities(
             events.finished(skipped)
     if all(r.status == "success" for r in summary.results):
         try:
-            publish_journal(project, entities)
+            publish_retrying(project, entities)
             summary.published = True
         except HyggeError as exc:
             summary.publish_error = str(exc)
@@ -169,12 +185,28 @@ def run_entities(
     return summary
 
 
+def publish_retrying(project: Project, entities: Sequence[ResolvedEntity]) -> int | None:
+    """publish_journal, tried again while the failure is transient (storage briefly away, a lease
+    another compaction holds), with the entity retries' policy: landed data is never at stake, but a
+    pending journal should not wait for the next run when a few seconds would do."""
+    config = settings()
+    attempt = 0
+    while True:
+        try:
+            return publish_journal(project, entities)
+        except HyggeError as exc:
+            if not exc.transient or attempt >= config.task_retries:
+                raise
+            attempt += 1
+            time.sleep(config.task_retry_delay_seconds * (1 + config.task_retry_jitter * random.random()))
+
+
 def _maintain(project: Project, entity: ResolvedEntity, summary: RunSummary) -> None:
     """The store's opt-in maintenance when due; a failure is reported, never the entity's failure."""
     try:
         done = maintain_if_due(project, entity)
     except HyggeError as exc:
-        summary.maintenance.append(f"{entity.flow}.{entity.name}: maintenance failed: {exc}")
+        summary.maintenance_errors.append(f"{entity.flow}.{entity.name}: {exc}")
         return
     if done is not None:
         summary.maintenance.append(done.describe())

@@ -30,6 +30,10 @@ from hygge.storage import AlreadyExistsError, NotFoundError, Storage
 SNAPSHOT = "journal.parquet"
 RUNS = "runs"
 LEASE = "_compact.lease"
+_PENDING = (
+    "the landed data and its journal rows are safe; the compaction stays pending and the next "
+    "successful run (or `hygge journal publish`) does it"
+)
 
 UTC = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -232,7 +236,9 @@ class Journal:
             holder = lease.take()
         except Exception as exc:
             raise JournalError(
-                f"compacting {self.describe()} failed: could not take its lease: {exc}", transient=True
+                f"compacting {self.describe()} failed: could not take its lease: {exc}",
+                hint=_PENDING,
+                transient=True,
             ) from exc
         if holder is not None:
             return 0
@@ -251,7 +257,7 @@ class Journal:
                 fault("journal.run_folded")
             return len(paths)
         except Exception as exc:
-            raise JournalError(f"compacting {self.describe()} failed: {exc}", transient=True) from exc
+            raise JournalError(f"compacting {self.describe()} failed: {exc}", hint=_PENDING, transient=True) from exc
         finally:
             lease.release()
 

@@ -154,7 +154,14 @@ def test_publish_failure_is_reported_and_a_fresh_process_publishes(
     summary = run_entities(load(root), load(root).select())
     assert all(r.status == "success" for r in summary.results)
     assert summary.publish_error and "refused" in summary.publish_error and "pending" in summary.publish_error
+    assert summary.exit_code == 3, "landed, housekeeping pending"
     assert pending(root) and journal_files(root) == []
+    from typer.testing import CliRunner
+
+    from hygge.cli.main import app
+
+    go = CliRunner().invoke(app, ["go", "-p", str(root)])
+    assert go.exit_code == 3 and "housekeeping is pending (exit 3)" in go.output, go.output
     monkeypatch.undo()
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -166,7 +173,7 @@ def test_publish_failure_is_reported_and_a_fresh_process_publishes(
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "published 5" in done.stdout
+    assert "published 10" in done.stdout  # both runs' five entities
     assert not pending(root)
     mirrored_equals_canonical(root)
     [name] = journal_files(root)
@@ -192,15 +199,19 @@ def test_rebuild_republishes_from_the_snapshot(tmp_path, pg_db, azure_container)
 
 
 def test_azurite_stopped_during_publish(tmp_path, pg_db, azure_container, monkeypatch) -> None:
-    """The emulator stops just as the journal is published: the entities stay successful, the publish
-    failure is reported, the marker is still pending after a restart, and the next run publishes all."""
+    """The emulator stops just as the journal is published, at every attempt: the entities stay
+    successful, the publish is retried and then reported, the marker is still pending after a restart,
+    and the next run publishes all."""
     from hygge import journal_mirror
 
     info, container = azure_container
     root = project(tmp_path, pg_db, info, container)
     real = journal_mirror.JournalMirror._publish
+    monkeypatch.setenv("HYGGE_TASK_RETRY_DELAY_SECONDS", "0.2")
+    attempts = []
 
     def stop_then_publish(self, rebuild):
+        attempts.append(1)
         info.stop()
         return real(self, rebuild)
 
@@ -211,8 +222,32 @@ def test_azurite_stopped_during_publish(tmp_path, pg_db, azure_container, monkey
         info.start()
     monkeypatch.undo()
     assert all(r.status == "success" for r in summary.results)
-    assert summary.publish_error and "pending" in summary.publish_error
+    assert summary.publish_error and "pending" in summary.publish_error and summary.exit_code == 3
+    assert attempts, "published once; the retries then found the journal's storage away too"
     assert pending(root) and journal_files(root) == []
     summary = run_entities(load(root), load(root).select())
     assert summary.ok and summary.published and not pending(root)
+    mirrored_equals_canonical(root)
+
+
+def test_a_publish_that_heals_within_the_run_exits_zero(tmp_path, pg_db, azure_container, monkeypatch) -> None:
+    """One transient publish failure, then storage is back: retried inside the run, published, exit 0."""
+    from hygge import journal_mirror
+    from hygge.errors import PublishError
+
+    info, container = azure_container
+    root = project(tmp_path, pg_db, info, container)
+    real = journal_mirror.JournalMirror._publish
+    monkeypatch.setenv("HYGGE_TASK_RETRY_DELAY_SECONDS", "0.2")
+    failures = [PublishError("the zone was briefly away", transient=True)]
+
+    def flaky(self, rebuild):
+        if failures:
+            raise failures.pop()
+        return real(self, rebuild)
+
+    monkeypatch.setattr(journal_mirror.JournalMirror, "_publish", flaky)
+    summary = run_entities(load(root), load(root).select())
+    assert summary.ok and summary.published and summary.exit_code == 0 and not failures
+    assert not pending(root)
     mirrored_equals_canonical(root)

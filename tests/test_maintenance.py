@@ -104,3 +104,27 @@ def test_maintenance_setting_on_a_parquet_store_is_refused(tmp_path: Path, pg_db
     result = CliRunner().invoke(app, ["go", "--project", str(root)])
     assert result.exit_code == 2, result.output
     assert "`maintenance:` compacts and vacuums Delta tables" in result.output and "Traceback" not in result.output
+
+
+def test_a_failed_maintenance_leaves_the_run_landed_and_exits_3(tmp_path: Path, pg_db: str, monkeypatch) -> None:
+    """Maintenance that fails after the entity landed: reported, the entity succeeds, `hygge go` exits 3."""
+    from hygge import coordinator
+    from hygge.errors import StoreError
+
+    pg_execute(
+        pg_db,
+        "CREATE TABLE orders (id int PRIMARY KEY, v text, updated_at timestamp)",
+        ("INSERT INTO orders SELECT i, 'v' || i, %s FROM generate_series(1, 5) AS i", (T0,)),
+    )
+    flow = sql_flow("delta", ["orders"], primary_key=["id"])
+    flow["store"]["maintenance"] = {"every": 1}
+    root = write_project(tmp_path, connections={"db": {"type": "postgres", "url": pg_db}}, flows={"f": flow})
+
+    def broken(project, entity):
+        raise StoreError("the table's storage refused the compaction")
+
+    monkeypatch.setattr(coordinator, "maintain_if_due", broken)
+    result = CliRunner().invoke(app, ["go", "--project", str(root)])
+    assert result.exit_code == 3, result.output
+    assert "maintenance failed: f.orders" in result.output and "1 PASS" in result.output, result.output
+    assert DeltaTable(str(tmp_path / "lake" / "orders")).to_pyarrow_table().num_rows == 5

@@ -249,3 +249,25 @@ def test_without_a_source_limit_no_slot_is_acquired(harness, tmp_path, monkeypat
 
     monkeypatch.setattr(land_module, "concurrency", refuse)
     assert land_module.land(project=str(root), publish=False, return_state=True).is_completed()
+
+
+def test_a_failed_publish_after_every_entity_landed_is_its_own_final_state(harness, tmp_path, monkeypatch):
+    """Entities landed and journaled, the journal's publish failed: the flow run ends Completed under the
+    name "Housekeeping pending" (as `hygge go` exits 3), not Failed, and the artifact says so."""
+    from hygge.errors import PublishError
+
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path, tables=1)
+
+    def refused(*args, **kwargs):
+        raise PublishError("the landing zone refused the journal")
+
+    monkeypatch.setattr(land_module, "compact_journals", refused)
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_completed() and state.name == land_module.PENDING_STATE, state
+    assert "housekeeping is pending" in (state.message or "")
+    assert [r["status"] for r in state.result()] == ["success"]
+    with get_client(sync_client=True) as client:
+        [artifact] = [a for a in client.read_artifacts() if a.key == "hygge-land" and
+                      a.flow_run_id == state.state_details.flow_run_id]  # fmt: skip
+    assert "journal publish failed and stays pending" in (artifact.description or "")

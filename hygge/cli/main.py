@@ -142,7 +142,7 @@ def go(
             allow_mass_delete=allow_mass_delete,
         )
     print_summary(console, summary)
-    raise typer.Exit(0 if summary.ok else 1)
+    raise typer.Exit(summary.exit_code)
 
 
 @app.command()

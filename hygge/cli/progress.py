@@ -9,7 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from hygge.cli.tables import compact
 from hygge.config.models import ResolvedEntity
-from hygge.coordinator import Events, RunSummary
+from hygge.coordinator import EXIT_PENDING, Events, RunSummary
 from hygge.runner import EntityResult
 
 
@@ -92,8 +92,16 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     )
     for note in summary.maintenance:
         console.print(f"maintenance: {note}", highlight=False)
+    for note in summary.maintenance_errors:
+        console.print(f"[red]maintenance failed:[/red] {note}", highlight=False)
     if summary.publish_error:
         console.print(f"[red]journal not published:[/red] {summary.publish_error}", highlight=False)
+    if summary.exit_code == EXIT_PENDING:
+        console.print(
+            f"every entity landed; housekeeping is pending (exit {EXIT_PENDING}): the next run, or "
+            "`hygge journal publish`, finishes it",
+            highlight=False,
+        )
 
 
 def _confirmed(result: EntityResult) -> str:
