@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from hygge.config import load_project, parse_var
-from hygge.errors import HyggeError
+from hygge.errors import ConfigError, HyggeError
 
 app = typer.Typer(
     help="Land SQL tables and files in Delta, parquet and Fabric landing zones.",
@@ -45,9 +45,16 @@ ProjectOpt = Annotated[
 ]
 
 
-def _split(values: list[str] | None) -> list[str]:
-    """Repeated options accumulate, and each may hold a comma-separated list."""
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+def _split(values: list[str] | None, option: str = "--flow/--entity") -> list[str]:
+    """Repeated options accumulate, and each may hold a comma-separated list. An empty value (an unset
+    shell variable: `--entity "$E"`) is refused: selecting nothing would mean selecting everything."""
+    parts = [part.strip() for value in values or [] for part in value.split(",")]
+    if any(not part for part in parts):
+        raise ConfigError(
+            f"{option} was given an empty name; it would select every entity",
+            hint=f"name what to select (`{option.split('/')[-1]} flow.entity`), or leave the option out",
+        )
+    return parts
 
 
 def _selection(
@@ -62,7 +69,7 @@ def _selection(
     a configuration error exits 2, an empty selection 1."""
     try:
         loaded = load_project(project, variables=variables or {})
-        chosen = loaded.select(_split(flow), _split(entity))
+        chosen = loaded.select(_split(flow, "--flow"), _split(entity, "--entity"))
     except HyggeError as exc:
         _fail(exc)
         raise  # unreachable: _fail exits
@@ -286,7 +293,7 @@ def journal_show(
 
     try:
         loaded = load_project(project)
-        show(console, loaded, loaded.select(_split(flow), _split(entity)), last)
+        show(console, loaded, loaded.select(_split(flow, "--flow"), _split(entity, "--entity")), last)
     except HyggeError as exc:
         _fail(exc)
 
@@ -308,7 +315,7 @@ def journal_repair(
 
     try:
         loaded = load_project(project)
-        for journal in journals_of(loaded, loaded.select(_split(flow), _split(entity))):
+        for journal in journals_of(loaded, loaded.select(_split(flow, "--flow"), _split(entity, "--entity"))):
             console.print(repair(journal, dry_run=dry_run).describe(), highlight=False, markup=False)
     except HyggeError as exc:
         _fail(exc)

@@ -113,6 +113,7 @@ def load_project(
     flows_dir = root / project.flows_dir
     flows: dict[str, Flow] = {}
     if flows_dir.is_dir():
+        _refuse_unread(flows_dir)
         for flow_file in sorted(flows_dir.glob("*/flow.yml")):
             name = flow_file.parent.name
             raw = _read_yaml(flow_file, env, flow=name)
@@ -131,6 +132,27 @@ def load_project(
             file=str(project_file),
         )
     return Project(root=root, config=project, flows=flows)
+
+
+def _refuse_unread(flows_dir: Path) -> None:
+    """A YAML file under flows/ that hygge would not read (a misspelt `flow.yaml`, a flow folder without
+    its flow.yml, a file beside flow.yml) is an error, not silently ignored. Files named with a leading
+    `_` or `.` are left alone (templates, editor files); a folder with a flow.yml is a flow whatever
+    its name."""
+    for path in sorted([*flows_dir.rglob("*.yml"), *flows_dir.rglob("*.yaml")]):
+        parts = path.relative_to(flows_dir).parts
+        if path.name.startswith(("_", ".")):
+            continue
+        read = (len(parts) == 2 and parts[1] == "flow.yml") or (
+            len(parts) == 3 and parts[1] == "entities" and (flows_dir / parts[0] / "flow.yml").is_file()
+        )
+        if not read:
+            raise ConfigError(
+                f"{'/'.join(parts)} in {flows_dir.name}/ is not a file hygge reads",
+                hint="a flow is <flow>/flow.yml and its entities <flow>/entities/<entity>.yml; move or "
+                "rename the file, or start its name with '_' to keep it beside them unread",
+                file=str(path),
+            )
 
 
 def _resolve_entities(flow: Flow, project: ProjectConfig, env: Mapping[str, str]) -> list[ResolvedEntity]:
