@@ -25,7 +25,8 @@ def read_yaml(
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at line {line} cannot be decoded",
+            f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} (line {line}) "
+            "cannot be decoded",
             hint="save the file as UTF-8 (editors call it 'UTF-8' or 'UTF-8 without BOM')",
             file=str(path),
             flow=flow,
