@@ -32,6 +32,7 @@ from hygge.journal import Entry, Journal, new_id
 from hygge.lease import EntityLease
 from hygge.reading import RunOptions, new_watermark, read_feed, read_watermark
 from hygge.storage import Storage
+from hygge.storage.errors import DISK_FULL_HINT, flat_error, transient_cause
 from hygge.stores import WriteRequest, make_store, store_root
 from hygge.stores.base import Commit, Confirmation
 from hygge.streams import (
@@ -370,29 +371,37 @@ def new_entry(
     )
 
 
-_DISK_FULL_HINT = (
-    "the disk holding the store is full: free space there, then rerun (nothing of this run is visible)"
-)
 
 
 def _as_hygge_error(exc: BaseException, where: dict[str, str], store: str | None = None) -> HyggeError:
     if isinstance(exc, HyggeError):
         if exc.hint is None and "no space left on device" in exc.message.lower():
-            exc.details.hint = _DISK_FULL_HINT
+            exc.details.hint = DISK_FULL_HINT
         return exc.with_context(**where)
     if isinstance(exc, OSError):
         full = exc.errno == errno.ENOSPC
-        # A network error can heal by retrying; a full disk or a missing folder cannot.
-        transient = isinstance(exc, ConnectionError | TimeoutError)
+        # A network error can heal by retrying (also when pyarrow or deltalake, reading landed files,
+        # says so only in its text); a full disk or a missing folder cannot.
+        transient = not full and (isinstance(exc, ConnectionError | TimeoutError) or transient_cause(str(exc)))
         return StoreError(
             f"writing {store or 'the store'} failed: {type(exc).__name__}: {exc}",
-            hint=_DISK_FULL_HINT if full else "check the path and free space",
+            hint=DISK_FULL_HINT if full else (
+                "the storage was briefly unreachable; hygge retries transient failures" if transient
+                else "check the path and free space"
+            ),
             transient=transient,
             **where,
         )
     if isinstance(exc, KeyboardInterrupt):
         return HyggeError(
             "interrupted", hint="run it again: the next run picks up where this stopped", **where
+        )
+    if transient_cause(str(exc)):  # a storage client's own error type (obstore), naming a network cause
+        return StoreError(
+            f"writing {store or 'the store'} failed: {type(exc).__name__}: {flat_error(str(exc))}",
+            hint="the storage was briefly unreachable; hygge retries transient failures",
+            transient=True,
+            **where,
         )
     return HyggeError(
         f"unexpected {type(exc).__name__}: {exc}",

@@ -207,3 +207,53 @@ def test_short_azurite_outage_mid_upload_is_retried(
     assert len(attempts) == 2, "the outage failed the first attempt and the coordinator retried it"
     verified = verify_entity(load(root), entity_of(load(root), "f", "big"))
     assert verified.ok, verified.message
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_storage_away_while_an_upsert_reads_its_landed_files_is_retried(
+    tmp_path, pg_db, azure_container, short_retries, monkeypatch, fmt: str
+) -> None:
+    """A keyed incremental rewrites the landed files holding changed keys; Azurite goes away as it starts
+    reading them and is back 4 s later (past object_store's own retries): the failure is transient, the coordinator retries it, and
+    the store equals the source (it failed at once as a permanent error before)."""
+    monkeypatch.setenv("HYGGE_TASK_RETRY_DELAY_SECONDS", "3")
+    monkeypatch.setenv("HYGGE_TASK_RETRY_JITTER", "0")
+    info, container = azure_container
+    big_source(pg_db)
+    root = store_project(tmp_path, pg_db, info, container, fmt)
+    assert run(root, "f", "big", run_type="full_drop").rows == 60000
+    pg_execute(pg_db, "UPDATE big SET note = 'changed', updated_at = timestamp '2030-01-01' WHERE id % 1000 = 0")
+    from hygge import coordinator
+    from hygge.stores import rewrite
+
+    attempts: list[str] = []
+    restarts: list[threading.Thread] = []
+    real_land, real_files = coordinator.land_entity, rewrite.changed_files
+
+    def counted(*args, **kwargs):
+        attempts.append("attempt")
+        return real_land(*args, **kwargs)
+
+    def away_while_reading(*args, **kwargs):
+        if not restarts:
+            info.stop()
+            restart = threading.Timer(4.0, info.start)
+            restart.start()
+            restarts.append(restart)
+        return real_files(*args, **kwargs)
+
+    monkeypatch.setattr(coordinator, "land_entity", counted)
+    monkeypatch.setattr(f"hygge.stores.{fmt}.changed_files", away_while_reading)
+    project = load(root)
+    try:
+        summary = run_entities(project, project.select())
+    finally:
+        for restart in restarts:
+            restart.join()
+        if not info.running:
+            info.start()
+    assert restarts, "the rewrite never read landed files"
+    assert summary.ok, [r.message for r in summary.results]
+    assert len(attempts) == 2, "the outage failed the first attempt and the coordinator retried it"
+    verified = verify_entity(load(root), entity_of(load(root), "f", "big"))
+    assert verified.ok, verified.message

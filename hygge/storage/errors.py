@@ -34,19 +34,46 @@ def _flatten(text: str) -> str:
     return f"{text} ({code.group(1)})" if code else text
 
 
+# The causes that heal by retrying, whoever raised them (the storage layer, or pyarrow and deltalake
+# reading landed files through it): the one table every storage failure is classified by.
+_TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+_TRANSIENT_WORDS = ("timed out", "timeout", "error sending request", "connection reset", "connection refused",
+                    "broken pipe", "throttl", "server busy", "temporarily unavailable")  # fmt: skip
+
+
+DISK_FULL_HINT = (
+    "the disk holding the store is full: free space there, then rerun (nothing of this run is visible)"
+)
+
+
+def flat_error(text: str) -> str:
+    """A storage client's error text as one line, its Rust Debug dump cut."""
+    return _flatten(text)
+
+
+def _status(lowered: str) -> int | None:
+    # Match HTTP statuses as statuses: a bare "403" or "500" also occurs in timings and ports.
+    status = re.search(r"(?:status code|http status[^:]*?|error)[: ]+\(?(\d{3})\b", lowered)
+    return int(status.group(1)) if status else None
+
+
+def transient_cause(text: str) -> bool:
+    """Whether a storage failure's text names a cause that retrying can heal."""
+    lowered = _flatten(text).lower()
+    return _status(lowered) in _TRANSIENT_STATUS or any(w in lowered for w in _TRANSIENT_WORDS)
+
+
 def storage_error(storage: Described, action: str, exc: BaseException) -> StoreError:
     """A storage failure as one clear message (secrets masked), transient when retrying can help."""
     flat = _flatten(str(exc)) or type(exc).__name__
     text = redact(flat, storage.secrets)
     lowered = flat.lower()
-    # Match HTTP statuses as statuses: a bare "403" or "500" also occurs in timings and ports.
-    status = re.search(r"(?:status code|http status[^:]*?|error)[: ]+\(?(\d{3})\b", lowered)
-    code = int(status.group(1)) if status else None
-    transient = code in (408, 429, 500, 502, 503, 504) or any(
-        w in lowered for w in ("timed out", "timeout", "error sending request", "connection reset", "throttl")
-    )
+    code = _status(lowered)
+    transient = transient_cause(lowered)
     hint = "check that the location is reachable and the credential may write there"
-    if "containernotfound" in lowered or "filesystemnotfound" in lowered:
+    if "no space left on device" in lowered:
+        hint, transient = DISK_FULL_HINT, False
+    elif "containernotfound" in lowered or "filesystemnotfound" in lowered:
         hint = "create the container first (hygge never creates containers or OneLake items)"
         transient = False
     elif code == 403 or any(

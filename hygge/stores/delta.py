@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hygge.errors import HyggeError, StoreError
+from hygge.errors import HyggeError
 from hygge.faults import fault
 from hygge.storage import NotFoundError, Storage, storage_error
 from hygge.storage.scan import rows_where
@@ -170,7 +170,9 @@ class DeltaStore:
         except HyggeError:
             raise
         except Exception as exc:
-            raise StoreError(f"writing {self.describe()} failed: {exc}") from exc
+            # deltalake's own errors (its reads of landed files too): classified as every storage
+            # failure is, so an outage is retried and a refused credential is not.
+            raise storage_error(self.location, "writing", exc) from exc
         finally:
             self._opened = None  # committed or not, the table may have moved on
         fault("delta.committed")
