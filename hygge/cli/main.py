@@ -43,6 +43,8 @@ err = Console(stderr=True)
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-p", envvar="HYGGE_PROJECT", help="Project folder (holds hygge.yml)")
 ]
+FlowsOpt = Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")]
+EntitiesOpt = Annotated[list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")]
 
 
 def _split(values: list[str] | None, option: str = "--flow/--entity") -> list[str]:
@@ -93,9 +95,7 @@ def _fail(exc: HyggeError) -> None:
 def go(
     project: ProjectOpt = Path("."),
     flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s) to run; repeatable")] = None,
-    entity: Annotated[
-        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
-    ] = None,
+    entity: EntitiesOpt = None,
     incremental: Annotated[bool, typer.Option("--incremental", metavar="", help="Force incremental runs")] = False,
     full_drop: Annotated[bool, typer.Option("--full-drop", metavar="", help="Force full_drop runs")] = False,
     concurrency: Annotated[
@@ -214,9 +214,7 @@ def verify(
     flow: Annotated[
         list[str] | None, typer.Option("--flow", "-f", help="Flow(s) to check; repeatable")
     ] = None,
-    entity: Annotated[
-        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
-    ] = None,
+    entity: EntitiesOpt = None,
 ) -> None:
     """Reconcile landed data with its source (rows and a checksum per column) and journal the result."""
     from hygge.cli.verify import show
@@ -228,7 +226,7 @@ def verify(
 @app.command()
 def status(
     project: ProjectOpt = Path("."),
-    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
+    flow: FlowsOpt = None,
     entity: Annotated[list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")] = None,
 ) -> None:
     """Each Open Mirroring table's status in Fabric, beside what the journal says hygge published."""
@@ -241,7 +239,7 @@ def status(
 @app.command()
 def maintain(
     project: ProjectOpt = Path("."),
-    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
+    flow: FlowsOpt = None,
     entity: Annotated[list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")] = None,
     compact: Annotated[
         bool, typer.Option("--compact/--no-compact", metavar="", help="Rewrite small files into files of the store's file_mb")
@@ -282,10 +280,8 @@ app.add_typer(journal_app, name="journal")
 @journal_app.command("show")
 def journal_show(
     project: ProjectOpt = Path("."),
-    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
-    entity: Annotated[
-        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
-    ] = None,
+    flow: FlowsOpt = None,
+    entity: EntitiesOpt = None,
     last: Annotated[int, typer.Option("--last", "-n", min=1, help="Newest N runs per entity")] = 10,
 ) -> None:
     """List entity runs: when, status, rows, watermark and message."""
@@ -301,10 +297,8 @@ def journal_show(
 @journal_app.command("repair")
 def journal_repair(
     project: ProjectOpt = Path("."),
-    flow: Annotated[list[str] | None, typer.Option("--flow", "-f", help="Flow(s); repeatable")] = None,
-    entity: Annotated[
-        list[str] | None, typer.Option("--entity", "-e", help="flow.entity; repeatable")
-    ] = None,
+    flow: FlowsOpt = None,
+    entity: EntitiesOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar="", help="Say what would be repaired; change nothing")
     ] = False,
