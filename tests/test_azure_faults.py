@@ -254,6 +254,7 @@ def test_storage_away_while_an_upsert_reads_its_landed_files_is_retried(
             info.start()
     assert restarts, "the rewrite never read landed files"
     assert summary.ok, [r.message for r in summary.results]
-    assert len(attempts) == 2, "the outage failed the first attempt and the coordinator retried it"
+    # Retried until Azurite was back (a second retry when its restart outlasts the 3 s pause).
+    assert len(attempts) >= 2, "the outage failed the first attempt and the coordinator retried it"
     verified = verify_entity(load(root), entity_of(load(root), "f", "big"))
     assert verified.ok, verified.message
