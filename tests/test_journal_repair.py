@@ -23,10 +23,12 @@ def cli(*args: str) -> tuple[int, str]:
 
 def damage(journal: Path, how: str) -> str:
     """Damage the journal as a crash or a disk might; returns the damaged file's name."""
-    if how == "truncated snapshot":
+    cut = {"snapshot cut in half": 0.5, "snapshot short of its last byte": -1, "snapshot cut to 12 bytes": 12}
+    if how in cut:
         snapshot = journal / "journal.parquet"
         data = snapshot.read_bytes()
-        snapshot.write_bytes(data[: len(data) // 2])
+        size = cut[how]
+        snapshot.write_bytes(data[: int(len(data) * size) if size == 0.5 else size])
         return "journal.parquet"
     if how == "empty snapshot":
         (journal / "journal.parquet").write_bytes(b"")
@@ -37,7 +39,11 @@ def damage(journal: Path, how: str) -> str:
 
 
 @pytest.mark.parametrize("store", ["parquet", "delta"])
-@pytest.mark.parametrize("how", ["truncated snapshot", "empty snapshot", "a run object that is no parquet"])
+@pytest.mark.parametrize(
+    "how",
+    ["snapshot cut in half", "snapshot short of its last byte", "snapshot cut to 12 bytes", "empty snapshot",
+     "a run object that is no parquet"],
+)  # fmt: skip
 def test_a_damaged_journal_is_named_repaired_and_the_next_run_lands_exactly(
     tmp_path: Path, pg_db: str, store: str, how: str
 ) -> None:
