@@ -17,7 +17,7 @@ from hygge.config.models import ResolvedEntity
 from hygge.errors import ConfigError, HyggeError
 from hygge.journal import Journal, new_id
 from hygge.journal_mirror import JournalMirror, mirror_for
-from hygge.maintenance import maintain_if_due
+from hygge.maintenance import maintain_after_run
 from hygge.runner import EntityResult, RunIds, journal_for, land_entity
 from hygge.settings import settings
 from hygge.slots import holding, waiting
@@ -203,13 +203,9 @@ def publish_retrying(project: Project, entities: Sequence[ResolvedEntity]) -> in
 
 def _maintain(project: Project, entity: ResolvedEntity, summary: RunSummary) -> None:
     """The store's opt-in maintenance when due; a failure is reported, never the entity's failure."""
-    try:
-        done = maintain_if_due(project, entity)
-    except HyggeError as exc:
-        summary.maintenance_errors.append(f"{entity.flow}.{entity.name}: {exc}")
-        return
-    if done is not None:
-        summary.maintenance.append(done.describe())
+    note, error = maintain_after_run(project, entity)
+    summary.maintenance += [note] if note else []
+    summary.maintenance_errors += [error] if error else []
 
 
 def _land_retrying(

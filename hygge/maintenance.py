@@ -121,3 +121,13 @@ def maintain_if_due(project: Project, entity: ResolvedEntity) -> Maintenance | N
     if runs < settings.every:
         return None
     return maintain_entity(project, entity, compact=settings.compact, vacuum_hours=settings.vacuum_hours)
+
+
+def maintain_after_run(project: Project, entity: ResolvedEntity) -> tuple[str | None, str | None]:
+    """What the store's opt-in maintenance did after a successful run, or why it failed: (note,
+    error), each None when there is nothing to say. Never raises: the run landed whatever happens."""
+    try:
+        done = maintain_if_due(project, entity)
+    except HyggeError as exc:
+        return None, f"{entity.flow}.{entity.name}: {exc}"
+    return (done.describe() if done is not None else None), None

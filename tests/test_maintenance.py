@@ -108,7 +108,7 @@ def test_maintenance_setting_on_a_parquet_store_is_refused(tmp_path: Path, pg_db
 
 def test_a_failed_maintenance_leaves_the_run_landed_and_exits_3(tmp_path: Path, pg_db: str, monkeypatch) -> None:
     """Maintenance that fails after the entity landed: reported, the entity succeeds, `hygge go` exits 3."""
-    from hygge import coordinator
+    from hygge import maintenance
     from hygge.errors import StoreError
 
     pg_execute(
@@ -123,7 +123,7 @@ def test_a_failed_maintenance_leaves_the_run_landed_and_exits_3(tmp_path: Path, 
     def broken(project, entity):
         raise StoreError("the table's storage refused the compaction")
 
-    monkeypatch.setattr(coordinator, "maintain_if_due", broken)
+    monkeypatch.setattr(maintenance, "maintain_if_due", broken)
     result = CliRunner().invoke(app, ["go", "--project", str(root)])
     assert result.exit_code == 3, result.output
     assert "maintenance failed: f.orders" in result.output and "1 PASS" in result.output, result.output

@@ -308,7 +308,8 @@ def test_verify_falls_back_to_fabrics_table_once_fabric_removed_files(
 
 
 def test_the_prefect_artifact_row_carries_the_confirmation() -> None:
-    from hygge.prefect.land import _public, _row
+    from hygge.prefect.results import artifact_row as _row
+    from hygge.prefect.results import public_result as _public
     from hygge.runner import EntityResult
     from hygge.stores.base import Confirmation
 

@@ -271,3 +271,21 @@ def test_a_failed_publish_after_every_entity_landed_is_its_own_final_state(harne
         [artifact] = [a for a in client.read_artifacts() if a.key == "hygge-land" and
                       a.flow_run_id == state.state_details.flow_run_id]  # fmt: skip
     assert "journal publish failed and stays pending" in (artifact.description or "")
+
+
+def test_a_failed_maintenance_is_housekeeping_pending_too(harness, tmp_path, monkeypatch):
+    """As `hygge go` exits 3 for it: a store's maintenance failing after the entity landed ends the flow
+    run Completed as "Housekeeping pending", naming the entity."""
+    from hygge import maintenance
+    from hygge.errors import StoreError
+
+    _fast_retries(monkeypatch)
+    root = _project(tmp_path, tables=1)
+
+    def broken(project, entity):
+        raise StoreError("the table's storage refused the compaction")
+
+    monkeypatch.setattr(maintenance, "maintain_if_due", broken)
+    state = land_module.land(project=str(root), return_state=True)
+    assert state.is_completed() and state.name == land_module.PENDING_STATE, state
+    assert "maintenance failed: f.t0" in (state.message or ""), state.message

@@ -24,9 +24,10 @@ from hygge.config import Project, ResolvedEntity, load_project
 from hygge.coordinator import publish_journal as compact_journals
 from hygge.errors import HyggeError
 from hygge.journal import new_id
-from hygge.maintenance import maintain_if_due
+from hygge.maintenance import maintain_after_run
 from hygge.prefect.names import land_run_name
-from hygge.runner import EntityResult, RunIds, land_entity
+from hygge.prefect.results import artifact_row, public_result
+from hygge.runner import RunIds, land_entity
 from hygge.settings import settings
 from hygge.slots import holding
 
@@ -152,13 +153,12 @@ def _land_one(
         result.watermark_before,
         result.watermark_after,
     )
-    try:
-        maintained = maintain_if_due(loaded, entity)
-        if maintained is not None:
-            logger.info("maintenance: %s", maintained.describe())
-    except HyggeError as exc:  # what landed stays landed and journaled
-        logger.warning("maintenance of %s.%s failed: %s", flow_name, entity_name, exc)
-    return _public(result)
+    note, error = maintain_after_run(loaded, entity)  # what landed stays landed whatever it says
+    if note:
+        logger.info("maintenance: %s", note)
+    if error:
+        logger.warning("maintenance failed: %s", error)
+    return {**public_result(result), "maintenance_error": error}
 
 
 @task(
@@ -259,7 +259,7 @@ def land(
     progress = create_progress_artifact(0.0, key="hygge-progress", description="entities landed, in %")
     if fan_out:
         extra = {"reconcile": reconcile, "allow_mass_delete": allow_mass_delete}
-        results = _fan_out(loaded, project, chosen, run_type, variables, concurrency, progress, extra)
+        results = fan_out(loaded, project, chosen, run_type, variables, concurrency, progress, extra)
     else:
         by_flow: dict[str, list[str]] = {}
         for entity in chosen:
@@ -297,115 +297,31 @@ def land(
     description = (
         f"hygge run of {loaded.config.name}: {len(results) - len(failed)} succeeded, {len(failed)} failed"
     )
+    maintenance = [r["maintenance_error"] for r in results if r.get("maintenance_error")]
+    pending = [str(publish_error)] if publish_error is not None else []
+    pending += [f"maintenance failed: {m}" for m in maintenance]
     if publish_error is not None:
         description += "; the journal publish failed and stays pending"
-    create_table_artifact(key="hygge-land", table=[_row(r) for r in results], description=description)
+    if maintenance:
+        description += f"; maintenance failed for {len(maintenance)} entit{'y' if len(maintenance) == 1 else 'ies'}"
+    create_table_artifact(key="hygge-land", table=[artifact_row(r) for r in results], description=description)
     if failed:
         raise HyggeError(
             f"{len(failed)} of {len(results)} entities failed: "
             + "; ".join(f"{r['flow']}.{r['entity']}: {r['message']}" for r in failed)
         )
-    if publish_error is not None:
+    if pending:
         # Every entity landed and was journaled: the run completed, its housekeeping did not. A state
         # of its own (as `hygge go` exits 3) that automations can match by name.
         return Completed(
             name=PENDING_STATE,
-            message=f"every entity landed; housekeeping is pending: {publish_error}",
+            message=f"every entity landed; housekeeping is pending: {'; '.join(pending)}",
             data=results,
         )
     return results
 
 
 PENDING_STATE = "Housekeeping pending"  # the land flow's final state when only housekeeping failed
-
-
-def _fan_out(
-    loaded: Project,
-    project: str,
-    chosen: list[ResolvedEntity],
-    run_type: str | None,
-    variables: dict[str, Any] | None,
-    concurrency: int | None,
-    progress: Any,
-    extra: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Run every entity as its own run of this deployment; wait for all; read their outcome back
-    from the journal (child runs may run in other containers)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from prefect.deployments import run_deployment
-    from prefect.runtime import deployment
-
-    if not deployment.name:
-        raise HyggeError(
-            "fan_out needs the flow to run from a deployment", hint="run it with `prefect deployment run`"
-        )
-    name = f"{flow_run.flow_name}/{deployment.name}"
-    workers = concurrency or loaded.config.options.concurrency
-    done: list[dict[str, Any]] = []
-
-    def child(entity: ResolvedEntity) -> dict[str, Any]:
-        key = f"{entity.flow}.{entity.name}"
-        run = run_deployment(
-            name,
-            parameters={
-                "project": project,
-                "flows": [],  # only this entity, whatever flows the deployment names
-                "entities": [key],
-                "run_type": run_type,
-                "variables": variables,
-                "fan_out": False,
-                "publish": False,
-                **(extra or {}),
-            },
-            flow_run_name=f"{key}",
-            as_subflow=False,
-            timeout=None,
-        )
-        outcome = _outcome_from_journal(loaded, entity, str(run.id))
-        if run.state is None or not run.state.is_completed():
-            outcome.update(
-                status="fail", message=outcome.get("message") or f"child run {run.name}: {run.state}"
-            )
-        done.append(outcome)
-        update_progress_artifact(progress, 100.0 * len(done) / max(len(chosen), 1))
-        return outcome
-
-    with ThreadPoolExecutor(max_workers=max(1, min(len(chosen), workers * 4))) as pool:
-        return list(pool.map(child, chosen))
-
-
-def _outcome_from_journal(loaded: Project, entity: ResolvedEntity, child_run_id: str) -> dict[str, Any]:
-    from hygge.runner import journal_for
-
-    entries = [
-        e
-        for e in journal_for(entity, loaded).entries(entity.flow, entity.name)
-        if e.coordinator_run_id == child_run_id and e.run_type != "verify"
-    ]
-    outcome: dict[str, Any] = {
-        "flow": entity.flow,
-        "entity": entity.name,
-        "status": "fail",
-        "rows": 0,
-        "duration": 0.0,
-        "watermark_before": None,
-        "watermark_after": None,
-        "message": "",
-    }
-    if entries:
-        last = entries[-1]
-        outcome.update(
-            status=last.status,
-            rows=last.row_count or 0,
-            duration=round(last.duration or 0.0, 3),
-            watermark_before=last.previous_watermark,
-            watermark_after=last.watermark,
-            message=last.message or "",
-        )
-    else:
-        outcome["message"] = "the child run recorded nothing in the journal"
-    return outcome
 
 
 def _error_of(state: State) -> HyggeError:
@@ -417,39 +333,3 @@ def _error_of(state: State) -> HyggeError:
     if isinstance(value, HyggeError):
         return value
     return HyggeError(str(value))
-
-
-def _public(result: EntityResult) -> dict[str, Any]:
-    return {
-        "flow": result.flow,
-        "entity": result.entity,
-        "status": result.status,
-        "rows": result.rows,
-        "deleted": result.deleted,
-        "duration": round(result.duration, 3),
-        "watermark_before": result.watermark_before,
-        "watermark_after": result.watermark_after,
-        "message": result.message,
-        "fabric": (
-            {
-                "status": result.confirmation.status,
-                "processed_rows": result.confirmation.processed_rows,
-                "seconds": round(result.confirmation.seconds, 3),
-            }
-            if result.confirmation is not None
-            else None
-        ),
-    }
-
-
-def _row(result: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "entity": f"{result['flow']}.{result['entity']}",
-        "status": result["status"],
-        "rows": result["rows"],
-        "deleted": result.get("deleted", 0),
-        "seconds": result["duration"],
-        "watermark": f"{result['watermark_before'] or '-'} → {result['watermark_after'] or '-'}",
-        "fabric": f"{fabric['status']} in {fabric['seconds']:.1f} s" if (fabric := result.get("fabric")) else "",
-        "message": result["message"],
-    }
