@@ -159,7 +159,7 @@ class Journal:
             ) from exc
 
     # --- reading -------------------------------------------------------------------------------
-    def _run_paths(self) -> list[str]:
+    def run_paths(self) -> list[str]:
         return [o["path"] for o in self.location.list(RUNS) if o["path"].endswith(".parquet")]
 
     def read(self) -> pa.Table:
@@ -187,7 +187,7 @@ class Journal:
             ) from None
 
     def _read(self) -> pa.Table:
-        tables = [t for t in map(self.load, self._run_paths()) if t is not None]  # before the snapshot
+        tables = [t for t in map(self.load, self.run_paths()) if t is not None]  # before the snapshot
         snapshot = self.load(SNAPSHOT)
         if snapshot is not None:
             tables.insert(0, snapshot)
@@ -229,9 +229,24 @@ class Journal:
         return "success" in hits.column("status").to_pylist()
 
     # --- compaction ----------------------------------------------------------------------------
+    def compaction_lease(self, purpose: str) -> Lease:
+        """The lease that compaction and repair hold while they rewrite the snapshot."""
+        return Lease(self.location, LEASE, owner=f"{purpose} {new_id()}", seconds=settings().lease_seconds)
+
+    def fold(self, table: pa.Table, paths: list[str]) -> None:
+        """Write `table` as the snapshot (atomically), then delete the run objects `paths` it holds.
+        The caller holds the compaction lease."""
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        self.location.put(SNAPSHOT, sink.getvalue())
+        fault("journal.snapshot_written")
+        for path in paths:
+            self.location.delete(path)
+            fault("journal.run_folded")
+
     def compact(self) -> int:
         """Fold run objects into the snapshot; returns how many were folded (0 if another holds the lease)."""
-        lease = Lease(self.location, LEASE, owner=f"compaction {new_id()}", seconds=settings().lease_seconds)
+        lease = self.compaction_lease("compaction")
         try:
             holder = lease.take()
         except Exception as exc:
@@ -244,17 +259,10 @@ class Journal:
             return 0
         fault("journal.lease_taken")
         try:
-            paths = self._run_paths()
+            paths = self.run_paths()
             if not paths:
                 return 0
-            table = self.read()
-            sink = io.BytesIO()
-            pq.write_table(table, sink, compression="zstd")
-            self.location.put(SNAPSHOT, sink.getvalue())
-            fault("journal.snapshot_written")
-            for path in paths:
-                self.location.delete(path)
-                fault("journal.run_folded")
+            self.fold(self.read(), paths)
             return len(paths)
         except Exception as exc:
             raise JournalError(f"compacting {self.describe()} failed: {exc}", hint=_PENDING, transient=True) from exc

@@ -13,16 +13,12 @@ run history shown by `hygge journal show` is then shorter. The compaction lease 
 from __future__ import annotations
 
 import datetime as dt
-import io
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hygge.errors import JournalError
-from hygge.journal import LEASE, SCHEMA, SNAPSHOT, Journal, new_id, unique_runs
-from hygge.lease import Lease
-from hygge.settings import settings
+from hygge.journal import SCHEMA, SNAPSHOT, Journal, unique_runs
 
 QUARANTINE = "quarantine"
 
@@ -60,7 +56,7 @@ class Repair:
 def repair(journal: Journal, *, dry_run: bool = False) -> Repair:
     """Set damaged files aside and rebuild the snapshot from the rest (see the module docstring)."""
     done = Repair(journal.describe(), dry_run=dry_run)
-    lease = Lease(journal.location, LEASE, owner=f"repair {new_id()}", seconds=settings().lease_seconds)
+    lease = journal.compaction_lease("repair")
     holder = None if dry_run else lease.take()
     if holder is not None:
         raise JournalError(
@@ -69,7 +65,7 @@ def repair(journal: Journal, *, dry_run: bool = False) -> Repair:
             transient=True,
         )
     try:
-        runs = [o["path"] for o in journal.location.list("runs") if o["path"].endswith(".parquet")]
+        runs = journal.run_paths()
         tables: list[pa.Table] = []
         for path in [SNAPSHOT, *runs]:
             try:
@@ -91,12 +87,7 @@ def repair(journal: Journal, *, dry_run: bool = False) -> Repair:
             data = journal.location.get(path)
             journal.location.put(f"{QUARANTINE}/{stamp}-{path.replace('/', '_')}", data)
             journal.location.delete(path)
-        sink = io.BytesIO()
-        pq.write_table(rebuilt, sink, compression="zstd")
-        journal.location.put(SNAPSHOT, sink.getvalue())
-        for path in runs:
-            if path not in done.damaged:
-                journal.location.delete(path)
+        journal.fold(rebuilt, [path for path in runs if path not in done.damaged])
         return done
     finally:
         if not dry_run:

@@ -24,7 +24,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
 
 
-def _flatten(text: str) -> str:
+def flat_error(text: str) -> str:
     """One line from object_store's nested, coloured error chains; an XML error body becomes its code."""
     code = _XML_CODE.search(text)
     # object_store appends its Rust Debug form ("Debug source: Generic { ... RetryError(...") after the
@@ -46,11 +46,6 @@ DISK_FULL_HINT = (
 )
 
 
-def flat_error(text: str) -> str:
-    """A storage client's error text as one line, its Rust Debug dump cut."""
-    return _flatten(text)
-
-
 def _status(lowered: str) -> int | None:
     # Match HTTP statuses as statuses: a bare "403" or "500" also occurs in timings and ports.
     status = re.search(r"(?:status code|http status[^:]*?|error)[: ]+\(?(\d{3})\b", lowered)
@@ -59,13 +54,13 @@ def _status(lowered: str) -> int | None:
 
 def transient_cause(text: str) -> bool:
     """Whether a storage failure's text names a cause that retrying can heal."""
-    lowered = _flatten(text).lower()
+    lowered = flat_error(text).lower()
     return _status(lowered) in _TRANSIENT_STATUS or any(w in lowered for w in _TRANSIENT_WORDS)
 
 
 def storage_error(storage: Described, action: str, exc: BaseException) -> StoreError:
     """A storage failure as one clear message (secrets masked), transient when retrying can help."""
-    flat = _flatten(str(exc)) or type(exc).__name__
+    flat = flat_error(str(exc)) or type(exc).__name__
     text = redact(flat, storage.secrets)
     lowered = flat.lower()
     code = _status(lowered)

@@ -266,6 +266,7 @@ class DeltaStore:
             if not written and not rewrite.removed:
                 return
             removed = set(rewrite.removed)
+            bounded = listed(table.metadata().configuration)
             info = {
                 "operation": "MERGE",
                 "operationParameters": {
@@ -284,7 +285,7 @@ class DeltaStore:
                 self.location,
                 table,
                 [f for f in files if f.path in removed],
-                [(f, file_stats(f, listed(table.metadata().configuration))) for f in written],
+                [(f, file_stats(f, bounded)) for f in written],
                 (self.app_id, request.version),
                 info,
             )
