@@ -27,11 +27,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import run as bench_run  # bench/run.py (this script's directory is on sys.path)
+from copied import copied_source  # bench/copied.py
 from deltalake import DeltaTable
 
 TABLE = "delta_pruning"
@@ -117,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="hygge-delta-pruning-"))
     try:
-        with bench_run.database(args.url, args.rows, args.table) as url:
-            bench_run.copy_table(url, args.table, TABLE)
-            expected = bench_run.source_info(url, TABLE)["rows"]
-            write_project(out / "project")
-            bench = bench_run.Bench(url, TABLE, out, bench_run.hygge_command(None), args.timeout)
+        with copied_source(args, TABLE, out, write_project) as (bench, expected):
             go = [*bench.hygge, "go", "--project", str(out / "project"), "--flow", "lake"]
             folder = out / "lake" / TABLE
 
@@ -132,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
 
             landed = bench.measure("full load to Delta", go, expected, count, file_mb=FILE_MB)
             probes = probe(str(folder), expected)
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"DROP TABLE IF EXISTS {TABLE}")  # the copy; the source table stays
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(bench_run.format_table([landed]))

@@ -21,9 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import psycopg
 import pyarrow.parquet as pq
 import run as bench_run  # bench/run.py (this script's directory is on sys.path)
+from copied import copied_source  # bench/copied.py
 
 TABLE = "om_sizes"
 CASES = [  # flow name, file_mb, run type (an incremental into an empty zone marks every row)
@@ -73,19 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(tempfile.mkdtemp(prefix="hygge-om-sizes-"))
     results = []
     try:
-        with bench_run.database(args.url, args.rows, args.table) as url:
-            bench_run.copy_table(url, args.table, TABLE)
-            expected = bench_run.source_info(url, TABLE)["rows"]
-            write_project(out / "project")
-            bench = bench_run.Bench(url, TABLE, out, bench_run.hygge_command(None), args.timeout)
+        with copied_source(args, TABLE, out, write_project) as (bench, expected):
             for name, mb, flag in CASES:
                 facts: dict = {}
                 go = [*bench.hygge, "go", "--project", str(out / "project"), "--flow", name, flag]
                 result = bench.measure(name, go, expected, counter(out / name / TABLE, facts), file_mb=mb)
                 result.update(facts)
                 results.append(result)
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"DROP TABLE IF EXISTS {TABLE}")  # the copy; the source table stays
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(bench_run.format_table(results))

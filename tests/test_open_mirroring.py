@@ -19,7 +19,17 @@ import yaml
 from hygge.errors import HyggeError, StoreError
 from hygge.storage import Storage
 from hygge.stores import store_root
-from tests.helpers import entity_of, journal, landed, load, pg_execute, pg_rows, run, write_project
+from tests.helpers import (
+    azurite_store,
+    entity_of,
+    journal,
+    landed,
+    load,
+    pg_execute,
+    pg_rows,
+    run,
+    write_project,
+)
 
 T0 = dt.datetime(2024, 1, 1, 9, 0, 0, 123456)
 NAME = re.compile(r"^\d{20}\.parquet$")
@@ -123,13 +133,7 @@ def where(request) -> dict:
     """Store settings for a LandingZone in a local folder or in an Azurite container."""
     if request.param == "local":
         return {}
-    info, container = request.getfixturevalue("azure_container")
-    return {
-        "path": f"az://{container}/db/Files/LandingZone",
-        "account": info.account,
-        "endpoint": info.blob_endpoint,
-        "credential": {"type": "account_key", "account_key": info.key},
-    }
+    return azurite_store(request, "db/Files/LandingZone")
 
 
 @pytest.mark.parametrize("keys", [["region", "id"], []], ids=["composite-key", "no-key"])
