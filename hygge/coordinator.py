@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hygge.config.loader import Project
 from hygge.config.models import ResolvedEntity
@@ -187,18 +188,29 @@ def run_entities(
 
 def publish_retrying(project: Project, entities: Sequence[ResolvedEntity]) -> int | None:
     """publish_journal, tried again while the failure is transient (storage briefly away, a lease
-    another compaction holds), with the entity retries' policy: landed data is never at stake, but a
-    pending journal should not wait for the next run when a few seconds would do."""
+    another compaction holds): landed data is never at stake, but a pending journal should not wait
+    for the next run when a few seconds would do."""
+    return _retrying(lambda: publish_journal(project, entities))
+
+
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[[], T]) -> T:
+    """`call`, tried again while it fails transiently: the Prefect tasks' policy (HYGGE_TASK_RETRIES,
+    HYGGE_TASK_RETRY_DELAY_SECONDS, its jitter). The pause hands a held concurrency slot back."""
     config = settings()
     attempt = 0
     while True:
         try:
-            return publish_journal(project, entities)
+            return call()
         except HyggeError as exc:
             if not exc.transient or attempt >= config.task_retries:
                 raise
             attempt += 1
-            time.sleep(config.task_retry_delay_seconds * (1 + config.task_retry_jitter * random.random()))
+            delay = config.task_retry_delay_seconds * (1 + config.task_retry_jitter * random.random())
+            with waiting():
+                time.sleep(delay)
 
 
 def _maintain(project: Project, entity: ResolvedEntity, summary: RunSummary) -> None:
@@ -219,28 +231,18 @@ def _land_retrying(
     allow_mass_delete: bool = False,
 ) -> EntityResult:
     """land_entity, tried again when the failure is transient (a dropped connection, a server that is
-    briefly away): the Prefect task's policy (HYGGE_TASK_RETRIES, HYGGE_TASK_RETRY_DELAY_SECONDS, its
-    jitter). Each attempt is a fresh entity run; the pause hands the concurrency slot back."""
-    config = settings()
-    attempt = 0
-    while True:
-        try:
-            return land_entity(
-                project,
-                entity,
-                ids,
-                run_type=run_type,
-                on_rows=on_rows,
-                reconcile=reconcile,
-                allow_mass_delete=allow_mass_delete,
-            )
-        except HyggeError as exc:
-            if not exc.transient or attempt >= config.task_retries:
-                raise
-            attempt += 1
-            delay = config.task_retry_delay_seconds * (1 + config.task_retry_jitter * random.random())
-            with waiting():
-                time.sleep(delay)
+    briefly away). Each attempt is a fresh entity run."""
+    return _retrying(
+        lambda: land_entity(
+            project,
+            entity,
+            ids,
+            run_type=run_type,
+            on_rows=on_rows,
+            reconcile=reconcile,
+            allow_mass_delete=allow_mass_delete,
+        )
+    )
 
 
 def _failed(entity: ResolvedEntity, run_type: str | None, exc: HyggeError) -> EntityResult:
