@@ -12,7 +12,7 @@ from hygge.config import Project, ResolvedEntity
 from hygge.errors import HyggeError
 
 
-def fan_out(
+def land_fanned_out(
     loaded: Project,
     project: str,
     chosen: list[ResolvedEntity],

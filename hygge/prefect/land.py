@@ -25,6 +25,7 @@ from hygge.coordinator import publish_journal as compact_journals
 from hygge.errors import HyggeError
 from hygge.journal import new_id
 from hygge.maintenance import maintain_after_run
+from hygge.prefect.fan_out import land_fanned_out
 from hygge.prefect.names import land_run_name
 from hygge.prefect.results import artifact_row, public_result
 from hygge.runner import RunIds, land_entity
@@ -259,7 +260,7 @@ def land(
     progress = create_progress_artifact(0.0, key="hygge-progress", description="entities landed, in %")
     if fan_out:
         extra = {"reconcile": reconcile, "allow_mass_delete": allow_mass_delete}
-        results = fan_out(loaded, project, chosen, run_type, variables, concurrency, progress, extra)
+        results = land_fanned_out(loaded, project, chosen, run_type, variables, concurrency, progress, extra)
     else:
         by_flow: dict[str, list[str]] = {}
         for entity in chosen:
